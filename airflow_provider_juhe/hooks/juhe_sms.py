@@ -1,0 +1,401 @@
+"""JuheSmsHook: the only place that speaks HTTP to the Juhe financial SMS API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+import requests
+from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from urllib3.exceptions import NewConnectionError
+
+from airflow_provider_juhe.exceptions import (
+    OUTCOME_UNKNOWN_CODE,
+    JuheApiError,
+    JuheConnectionError,
+    JuheDeliveryUnknownError,
+    JuheError,
+    JuheResponseError,
+    api_error,
+)
+from airflow_provider_juhe.hooks.rate_limit import RateLimiter
+from airflow_provider_juhe.juhe_api import (
+    BATCH_INFO_CARRIERS,
+    DEFAULT_HOST,
+    MOBILE_GROUP_CARRIERS,
+    MOBILE_GROUP_LIMIT,
+    MOBILE_GROUP_PATH,
+    SEND_LIMIT,
+    SEND_PATH,
+    SUBMIT_TEMPLATE_PATH,
+    TEMPLATE_CARRIERS,
+    TEMPLATE_STATES,
+    TEMPLATES_PATH,
+)
+from airflow_provider_juhe.mobiles import mask_mobile, parse_recipients
+from airflow_provider_juhe.sms_content import encode_tpl_value
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 3
+
+
+class CallKind(Enum):
+    """What a call does, which decides when it may be retried."""
+
+    READ = "read"  # no side effect: retried on any transport error
+    WRITE = "write"  # retried only when it surely did not take effect
+    SEND = "send"  # as WRITE; an ambiguous failure becomes JuheDeliveryUnknownError
+
+
+@dataclass(frozen=True)
+class JuheConnectionConfig:
+    """What the hook reads from its Airflow connection."""
+
+    base_url: str
+    appkey: str
+    timeout: float
+    max_retries: int
+    max_calls_per_second: float | None
+
+
+class _TransportFailure(JuheConnectionError):
+    def __init__(self, message: str, request_sent: bool) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class JuheSmsHook(BaseHook):
+    """
+    Calls the Juhe financial SMS API (submit template, send, group numbers, list templates).
+
+    The appkey is the connection's password; requests are POSTed form-encoded over one pooled
+    session, so the key never travels in a URL. Calls are retried with bounded exponential backoff
+    only where they surely did not take effect: a send is never repeated after its request left.
+
+    :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
+    :param pool_size: most HTTP connections kept open at once (raise it for concurrent sends).
+    :param retry_wait: first backoff in seconds; it doubles per retry up to ``retry_wait_max``.
+    :param retry_wait_max: longest backoff in seconds.
+    :param sleep: how to wait between retries (tests pass a recorder instead of ``time.sleep``).
+    """
+
+    conn_name_attr = "juhe_conn_id"
+    default_conn_name = "juhe_sms_default"
+    conn_type = "juhe_sms"
+    hook_name = "Juhe SMS"
+
+    def __init__(
+        self,
+        juhe_conn_id: str = default_conn_name,
+        *,
+        pool_size: int = 10,
+        retry_wait: float = 0.5,
+        retry_wait_max: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__()
+        self.juhe_conn_id = juhe_conn_id
+        self.pool_size = pool_size
+        self.retry_wait = retry_wait
+        self.retry_wait_max = retry_wait_max
+        self.sleep = sleep
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> JuheConnectionConfig:
+        """The connection's settings, read once; the appkey is registered with the secrets masker."""
+        from airflow.sdk.log import mask_secret
+
+        conn = self.get_connection(self.juhe_conn_id)
+        appkey = (conn.password or "").strip()
+        if not appkey:
+            raise JuheError(f"Connection {self.juhe_conn_id!r}: the App key (password field) is empty")
+        mask_secret(appkey)
+        extra = conn.extra_dejson
+        return JuheConnectionConfig(
+            base_url=build_base_url(conn.host, conn.schema, conn.port),
+            appkey=appkey,
+            timeout=_extra_number(extra, "timeout", float, DEFAULT_TIMEOUT),
+            max_retries=_extra_number(extra, "max_retries", int, DEFAULT_MAX_RETRIES, zero_allowed=True),
+            max_calls_per_second=_extra_number(extra, "max_calls_per_second", float, None),
+        )
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.config.max_calls_per_second)
+
+    def get_conn(self) -> requests.Session:
+        """The pooled session shared by every call of this hook (thread-safe)."""
+        with self._session_lock:
+            if self._session is None:
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size, max_retries=0)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.headers["User-Agent"] = "airflow-provider-juhe"
+                self._session = session
+            return self._session
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        with self._session_lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    # -- the four calls ---------------------------------------------------------------------------
+
+    def submit_template(self, signature: str, content: str) -> dict[str, Any]:
+        """
+        Submit a template for review.
+
+        :return: ``{"tpl_id", "send_content", "carrier_tpl_ids": {"all", "mobile", "unicom", "telecom"}}``
+        """
+        signature = _required_text(signature, "signature")
+        content = _required_text(content, "content")
+        result = self._call(
+            CallKind.WRITE, SUBMIT_TEMPLATE_PATH, {"signature": signature, "content": content}
+        )
+        carrier_tpl_ids: dict[str, int] = {}
+        for entry in result.get("tplBatchInfo") or []:
+            for letter, tpl_id in entry.items():
+                if letter in BATCH_INFO_CARRIERS:
+                    carrier_tpl_ids[BATCH_INFO_CARRIERS[letter]] = int(tpl_id)
+        return {
+            "tpl_id": int(result["tplId"]),
+            "send_content": result.get("sendContent", ""),
+            "carrier_tpl_ids": carrier_tpl_ids,
+        }
+
+    def send_sms(
+        self,
+        mobiles: str | Iterable[str],
+        tpl_id: int | str,
+        tpl_value: Mapping[str, object] | str | None = None,
+    ) -> dict[str, Any]:
+        """
+        Send one approved template to the numbers, in exactly one API call.
+
+        :param mobiles: numbers, as a list or a comma/whitespace separated string (at most 1,000).
+        :param tpl_id: an approved template id.
+        :param tpl_value: the template's variables, ``{"code": "123456"}`` or an encoded string.
+        :return: ``{"sid": str, "fee": int, "count": int}``
+        :raises JuheDeliveryUnknownError: the request left but its outcome cannot be known.
+        """
+        recipients = parse_recipients(mobiles)
+        if recipients.invalid:
+            shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
+            raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
+        if not recipients.valid:
+            raise ValueError("mobiles: no number given")
+        if len(recipients.valid) > SEND_LIMIT:
+            raise ValueError(f"mobiles: {len(recipients.valid)} numbers in one call, at most {SEND_LIMIT}")
+        params = {"mobile": ",".join(recipients.valid), "tplId": str(validate_tpl_id(tpl_id))}
+        encoded = encode_tpl_value(tpl_value)
+        if encoded:
+            params["tplValue"] = encoded
+        self.log.info(
+            "Sending template %s to %d number(s): %s",
+            params["tplId"],
+            len(recipients.valid),
+            _masked_sample(recipients.valid),
+        )
+        result = self._call(CallKind.SEND, SEND_PATH, params, recipients=recipients.valid)
+        return {"sid": str(result["sid"]), "fee": int(result.get("fee") or 0), "count": len(recipients.valid)}
+
+    def group_mobiles(self, mobiles: str | Iterable[str]) -> dict[str, list[str]]:
+        """
+        Group numbers by carrier through mobileGroup.php, 10,000 numbers per call.
+
+        :return: ``{"mobile": [...], "unicom": [...], "telecom": [...], "unknown": [...]}``
+        """
+        recipients = parse_recipients(mobiles)
+        if recipients.invalid:
+            shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
+            raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
+        groups: dict[str, list[str]] = {"mobile": [], "unicom": [], "telecom": [], "unknown": []}
+        numbers = recipients.valid
+        for start in range(0, len(numbers), MOBILE_GROUP_LIMIT):
+            chunk = numbers[start : start + MOBILE_GROUP_LIMIT]
+            result = self._call(CallKind.READ, MOBILE_GROUP_PATH, {"mobiles": ",".join(chunk)})
+            for letter, carrier in MOBILE_GROUP_CARRIERS.items():
+                groups[carrier].extend(str(m) for m in (result.get(letter) or []))
+        return groups
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        """
+        The account's templates with their review state.
+
+        :return: ``[{"tpl_id", "content", "signature", "state", "state_name", "carrier"}, ...]``
+        """
+        result = self._call(CallKind.READ, TEMPLATES_PATH, {})
+        templates = (result or {}).get("templates") or []
+        return [
+            {
+                "tpl_id": int(t["tplId"]),
+                "content": t.get("tpl", ""),
+                "signature": t.get("tpl_signature", ""),
+                "state": int(t.get("tpl_state", 0)),
+                "state_name": TEMPLATE_STATES.get(int(t.get("tpl_state", 0)), "unknown"),
+                "carrier": TEMPLATE_CARRIERS.get(int(t.get("operation", 0)), "unknown"),
+            }
+            for t in templates
+        ]
+
+    def get_template(self, tpl_id: int | str) -> dict[str, Any] | None:
+        """One template by id, or ``None`` when the account has no such template."""
+        wanted = validate_tpl_id(tpl_id)
+        return next((t for t in self.list_templates() if t["tpl_id"] == wanted), None)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key by listing templates; never raises."""
+        try:
+            count = len(self.list_templates())
+        except Exception as error:
+            return False, self._redact(str(error))
+        return True, f"Connected to Juhe at {self.config.base_url}: {count} template(s) on the account"
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def _call(
+        self, kind: CallKind, path: str, params: dict[str, str], *, recipients: list[str] | None = None
+    ) -> Any:
+        """POST one call, retrying per the retry policy; return Juhe's ``result``."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.config.max_retries + 1),
+            wait=wait_exponential(multiplier=self.retry_wait, max=self.retry_wait_max),
+            retry=retry_if_exception(lambda error: _may_retry(error, kind)),
+            sleep=self.sleep,
+            before_sleep=lambda state: self.log.warning(
+                "Juhe %s failed (attempt %d), retrying: %s",
+                path,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else "",
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(self._post, kind, path, params)
+        except _TransportFailure as failure:
+            if kind is CallKind.SEND and failure.request_sent:
+                raise JuheDeliveryUnknownError(recipients or [], str(failure)) from None
+            raise JuheConnectionError(str(failure)) from None
+        except JuheApiError as error:
+            if kind is CallKind.SEND and error.error_code == OUTCOME_UNKNOWN_CODE:
+                raise JuheDeliveryUnknownError(
+                    recipients or [], f"Juhe error {error.error_code}: {error.reason}", error.error_code
+                ) from None
+            raise
+
+    def _post(self, kind: CallKind, path: str, params: dict[str, str]) -> Any:
+        config = self.config
+        self.rate_limiter.wait()
+        try:
+            response = self.get_conn().post(
+                config.base_url + path, data={"key": config.appkey, **params}, timeout=config.timeout
+            )
+        except requests.RequestException as error:
+            raise _TransportFailure(
+                f"{type(error).__name__} calling {path}: {self._redact(str(error))}",
+                request_sent=not _surely_not_sent(error),
+            ) from None
+        return self._parse(response)
+
+    def _parse(self, response: requests.Response) -> Any:
+        excerpt = self._redact(" ".join(response.text[:200].split()))
+        if response.status_code != 200:
+            raise JuheResponseError(response.status_code, excerpt)
+        try:
+            body = response.json()
+        except ValueError:
+            raise JuheResponseError(response.status_code, excerpt) from None
+        if not isinstance(body, dict) or "error_code" not in body:
+            raise JuheResponseError(response.status_code, excerpt)
+        code = int(body["error_code"])
+        if code != 0:
+            if code == 10011:
+                self.rate_limiter.slow_down()
+            raise api_error(code, self._redact(str(body.get("reason", ""))))
+        return body.get("result") or {}
+
+    def _redact(self, text: str) -> str:
+        """Belt and braces: no message this hook builds may carry the appkey."""
+        config = self.__dict__.get("config")  # set once the connection has been read
+        return text.replace(config.appkey, "***") if config else text
+
+
+def build_base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    """A full URL in ``host`` wins; else ``schema`` (http/https, default https), host and port."""
+    host = (host or "").strip() or DEFAULT_HOST
+    if "://" in host:
+        return host.rstrip("/")
+    scheme = (schema or "https").strip().lower()
+    if scheme not in ("http", "https"):
+        raise JuheError(f"Connection schema must be 'http' or 'https', got {schema!r}")
+    return f"{scheme}://{host.strip('/')}" + (f":{port}" if port else "")
+
+
+def validate_tpl_id(tpl_id: int | str) -> int:
+    """A template id is a positive integer (given as int or digits)."""
+    if isinstance(tpl_id, bool) or not str(tpl_id).strip().isdigit() or int(str(tpl_id).strip()) <= 0:
+        raise ValueError(f"tpl_id: expected a positive integer template id, got {tpl_id!r}")
+    return int(str(tpl_id).strip())
+
+
+def _required_text(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field}: expected non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _extra_number(
+    extra: Mapping[str, Any], field: str, kind: type, default: Any, *, zero_allowed: bool = False
+) -> Any:
+    """A numeric connection extra (the UI may store it as text); blank means the default."""
+    value = extra.get(field)
+    if value is None or value == "":
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise JuheError(f"Connection extra {field!r}: expected a number, got {value!r}") from None
+    if number < 0 or (number == 0 and not zero_allowed):
+        raise JuheError(
+            f"Connection extra {field!r}: must be {'≥' if zero_allowed else '>'} 0, got {value!r}"
+        )
+    return number
+
+
+def _masked_sample(numbers: list[str], limit: int = 3) -> str:
+    shown = ", ".join(mask_mobile(m) for m in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+def _surely_not_sent(error: requests.RequestException) -> bool:
+    """True only when the connection failed before any byte of the request left."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(error, requests.ConnectionError) and error.args:
+        reason = getattr(error.args[0], "reason", error.args[0])
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def _may_retry(error: BaseException, kind: CallKind) -> bool:
+    if isinstance(error, JuheApiError):
+        return error.retryable
+    if isinstance(error, _TransportFailure):
+        return kind is CallKind.READ or not error.request_sent
+    if isinstance(error, JuheResponseError):
+        return kind is CallKind.READ and error.status_code >= 500
+    return False

@@ -1,0 +1,147 @@
+"""Pure functions on mainland-China mobile numbers: parse, normalise, validate, mask, carrier."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+MOBILE = "mobile"
+UNICOM = "unicom"
+TELECOM = "telecom"
+BROADNET = "broadnet"
+UNKNOWN = "unknown"
+
+_SEPARATORS = re.compile(r"[\r\n,;，；]+")
+_WHITESPACE = re.compile(r"\s+")
+_NOISE = re.compile(r"[\s\-()]")
+_VALID = re.compile(r"1\d{10}")
+_COUNTRY_PREFIXES = ("+86", "0086", "86")
+
+# Number blocks by carrier, from the MIIT allocations (电信网码号资源) as published up to 2025-06.
+# Longer prefixes win over shorter ones. MVNO blocks (162, 165, 167, 170x, 171) are listed under the
+# carrier whose network carries them. Data-only and IoT blocks (145/147/149, 1440/1410) are kept
+# because Juhe groups them too. Number portability means a prefix is a guess, never a fact.
+_CARRIER_PREFIXES: dict[str, tuple[str, ...]] = {
+    MOBILE: (
+        *("1340", "1341", "1342", "1343", "1344", "1345", "1346", "1347", "1348"),
+        *("135", "136", "137", "138", "139", "1440", "147", "148", "150", "151", "152", "157"),
+        *("158", "159", "165", "1703", "1705", "1706", "172", "178", "182", "183", "184"),
+        *("187", "188", "195", "197", "198"),
+    ),
+    UNICOM: (
+        *("130", "131", "132", "145", "146", "155", "156", "166", "167", "1704", "1707"),
+        *("1708", "1709", "171", "175", "176", "185", "186", "196"),
+    ),
+    TELECOM: (
+        *("133", "1349", "1410", "149", "153", "162", "1700", "1701", "1702", "173"),
+        *("17400", "17401", "17402", "17403", "17404", "17405", "177", "180", "181", "189"),
+        *("190", "191", "193", "199"),
+    ),
+    BROADNET: ("192",),
+}
+
+
+def _build_lookup() -> tuple[dict[str, str], dict[str, str]]:
+    """Expand the table into a 4-digit map (3-digit blocks over ten keys each) and 5-digit overrides."""
+    four: dict[str, str] = {}
+    five: dict[str, str] = {}
+    for length in (3, 4, 5):
+        for carrier, prefixes in _CARRIER_PREFIXES.items():
+            for prefix in prefixes:
+                if len(prefix) != length:
+                    continue
+                if length == 3:
+                    four.update({f"{prefix}{d}": carrier for d in "0123456789"})
+                elif length == 4:
+                    four[prefix] = carrier
+                else:
+                    five[prefix] = carrier
+    return four, five
+
+
+_BY_FOUR, _BY_FIVE = _build_lookup()
+
+
+class Recipients(NamedTuple):
+    """Numbers after parsing: valid ones normalised, invalid ones as given; both de-duplicated, in order."""
+
+    valid: list[str]
+    invalid: list[str]
+
+    @property
+    def requested(self) -> int:
+        return len(self.valid) + len(self.invalid)
+
+
+def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
+    """
+    Split a string, or each item of an iterable, on commas, semicolons, newlines and whitespace.
+
+    A piece whose spaces sit inside one number (``+86 138 0013 8000``) stays whole.
+    """
+    if mobiles is None:
+        return []
+    items: Iterable[str | int] = [mobiles] if isinstance(mobiles, (str, int)) else mobiles
+    entries: list[str] = []
+    for item in items:
+        for piece in _SEPARATORS.split(str(item)):
+            piece = piece.strip()
+            if is_valid_mobile(normalise_mobile(piece)):
+                entries.append(piece)
+            else:
+                entries.extend(part for part in _WHITESPACE.split(piece) if part)
+    return entries
+
+
+def normalise_mobile(entry: str) -> str:
+    """Strip spaces, dashes and the +86 / 0086 / 86 country prefix."""
+    number = _NOISE.sub("", entry)
+    for prefix in _COUNTRY_PREFIXES:
+        if number.startswith(prefix) and len(number) == len(prefix) + 11:
+            return number[len(prefix) :]
+    return number
+
+
+def is_valid_mobile(number: str) -> bool:
+    """11 digits with a leading 1."""
+    return _VALID.fullmatch(number) is not None
+
+
+def parse_recipients(mobiles: str | int | Iterable[str | int] | None) -> Recipients:
+    """Normalise, de-duplicate (keeping the first place) and split into valid and invalid."""
+    seen: set[str] = set()
+    valid: list[str] = []
+    invalid: list[str] = []
+    for entry in split_mobiles(mobiles):
+        number = normalise_mobile(entry)
+        if number in seen:
+            continue
+        seen.add(number)
+        (valid if is_valid_mobile(number) else invalid).append(number)
+    return Recipients(valid, invalid)
+
+
+def mask_mobile(number: str) -> str:
+    """``13812341234`` -> ``138****1234``; short strings are hidden whole."""
+    if len(number) >= 8:
+        return f"{number[:3]}****{number[-4:]}"
+    return "****"
+
+
+def carrier_of(number: str) -> str:
+    """The carrier a number's block was allocated to: mobile, unicom, telecom, broadnet or unknown."""
+    carrier = _BY_FIVE.get(number[:5])
+    if carrier is None:
+        carrier = _BY_FOUR.get(number[:4], UNKNOWN)
+    return carrier
+
+
+def group_by_carrier(numbers: Iterable[str]) -> dict[str, list[str]]:
+    """Offline grouping in the shape of the hook's ``group_mobiles`` (broadnet counts as unknown)."""
+    groups: dict[str, list[str]] = {MOBILE: [], UNICOM: [], TELECOM: [], UNKNOWN: []}
+    by_five, by_four = _BY_FIVE, _BY_FOUR
+    for number in numbers:
+        carrier = by_five.get(number[:5]) or by_four.get(number[:4], UNKNOWN)
+        groups.get(carrier, groups[UNKNOWN]).append(number)
+    return groups

@@ -1,0 +1,54 @@
+"""``python -m airflow_provider_juhe.sandbox --port 8765 --appkey KEY [--approve-after SECONDS]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from airflow_provider_juhe.mobiles import mask_mobile
+from airflow_provider_juhe.sandbox.server import JuheSandbox
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_juhe.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--appkey", default="sandbox-key", help="the only key accepted")
+    parser.add_argument("--approve-after", type=float, default=2.0, help="seconds a template stays in review")
+    parser.add_argument("--forbidden-word", action="append", help="content that makes the review reject")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    args = parser.parse_args(argv)
+
+    sandbox = JuheSandbox(
+        args.appkey,
+        host=args.host,
+        port=args.port,
+        approve_after=args.approve_after,
+        forbidden_words=tuple(args.forbidden_word or ("赌博", "贷款秒批")),
+        latency=args.latency,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with sandbox:
+        print(f"Juhe sandbox listening on {sandbox.url} (Ctrl-C to stop)", flush=True)
+        reported = 0
+        try:
+            while not stopped.wait(0.5):
+                messages = sandbox.messages()
+                for message in messages[reported:]:
+                    shown = ", ".join(mask_mobile(m) for m in message["mobiles"][:3])
+                    more = f" +{len(message['mobiles']) - 3}" if len(message["mobiles"]) > 3 else ""
+                    print(
+                        f"sent {message['sid']} tpl {message['tpl_id']} to {shown}{more}: {message['text']}"
+                    )
+                reported = len(messages)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""JuheSandbox: a Juhe-compatible HTTP server on 127.0.0.1 for local DAG runs and tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from airflow_provider_juhe.sandbox.state import Fault, SandboxState, messages_for
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Juhe's servers do
+    # Buffer each response into one write and send it at once: with Nagle's algorithm and delayed
+    # ACKs, headers and body in separate segments cost a pooled client ~40 ms per call.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve(body=b"")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._serve(body=self.rfile.read(length))
+
+    def _serve(self, body: bytes) -> None:
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        reply = self.server.state.handle(url.path, self.command, params, url.query)
+        if reply.delay:
+            time.sleep(reply.delay)
+        if reply.drop:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if reply.html is not None:
+            payload, content_type = reply.html.encode(), "text/html; charset=utf-8"
+        else:
+            payload, content_type = json.dumps(reply.body, ensure_ascii=False).encode(), "application/json"
+        self.send_response(reply.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and the demo print what matters
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+
+class JuheSandbox:
+    """
+    A Juhe-compatible server answering submitTpl, send, mobileGroup and myTemplates like the real API.
+
+    Use it as a context manager; it listens on a free port of 127.0.0.1 unless ``port`` is given::
+
+        with JuheSandbox(appkey="KEY", approve_after=1) as sandbox:
+            ...  # point a juhe_sms connection at sandbox.url
+            sandbox.messages()
+
+    :param appkey: the only key it accepts (others get 10001).
+    :param host: address to listen on.
+    :param port: port to listen on; 0 picks a free one.
+    :param approve_after: seconds a submitted template stays in review before it is decided.
+    :param forbidden_words: a template containing one of these is rejected by the review.
+    :param latency: seconds added to every call.
+    :param seed: seed for fraction-based fault injection.
+    """
+
+    def __init__(
+        self,
+        appkey: str = "sandbox-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        approve_after: float = 0.0,
+        forbidden_words: tuple[str, ...] = ("赌博", "贷款秒批"),
+        latency: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self.state = SandboxState(
+            appkey=appkey,
+            approve_after=approve_after,
+            forbidden_words=tuple(forbidden_words),
+            latency=latency,
+            seed=seed,
+        )
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> JuheSandbox:
+        self._server = _Server(self._address, self.state)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="juhe-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> JuheSandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, for a connection's host field: ``http://127.0.0.1:PORT``."""
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def connection_json(self) -> str:
+        """The value for ``AIRFLOW_CONN_<ID>`` that points a ``juhe_sms`` connection here."""
+        return json.dumps({"conn_type": "juhe_sms", "host": self.url, "password": self.state.appkey})
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every accepted send: ``{"sid", "mobiles", "tpl_id", "text", "fee"}``."""
+        with self.state._lock:
+            return messages_for(self.state.sent)
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every request received: ``{"path", "method", "query", "params"}`` (the key left out)."""
+        with self.state._lock:
+            return [dict(call) for call in self.state.calls]
+
+    def add_template(self, content: str, signature: str = "沙箱", state: int = 3, operation: int = 0) -> int:
+        """Create a template directly (approved by default); returns its id."""
+        return self.state.add_template(content, signature, state, operation)
+
+    def set_template_state(self, tpl_id: int, state: int) -> None:
+        """Force a template's review state (0 unreviewed, 1 rejected, 2 reviewing, 3 approved)."""
+        self.state.set_template_state(tpl_id, state)
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: int | None = 1,
+        fraction: float | None = None,
+        error_code: int = 228807,
+        seconds: float = 0.0,
+        path: str | None = None,
+    ) -> None:
+        """
+        Make the next ``times`` calls (``None``: every call), or a ``fraction`` of calls, misbehave.
+
+        :param kind: ``"error"`` (answer ``error_code``), ``"latency"`` (wait ``seconds`` more),
+            ``"html_502"`` (an HTML Bad Gateway page), or ``"drop"`` (process the call, then close the
+            connection without answering: a send is accepted but the client cannot know).
+        :param path: only calls whose path ends with this, e.g. ``"send.php"``.
+        """
+        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path))
+
+    def clear_faults(self) -> None:
+        self.state.clear_faults()

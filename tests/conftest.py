@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+APPKEY = "sk-test-3f9a1c0de5b74e2a"
+
+# Airflow reads its configuration on first import: point it at a throwaway home before that.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="juhe-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO)
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
+
+from airflow_provider_juhe.sandbox import JuheSandbox  # noqa: E402
+
+
+class SleepRecorder:
+    """Stands in for time.sleep: records the backoff instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def sandbox():
+    with JuheSandbox(appkey=APPKEY) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox_conn(sandbox, monkeypatch):
+    """``juhe_sms_default`` pointing at the sandbox."""
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_SMS_DEFAULT", sandbox.connection_json())
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated SQLite metadata DB, once per session, for real DAG runs."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return os.environ["AIRFLOW_HOME"]

@@ -1,0 +1,200 @@
+"""The sandbox answers like Juhe: paths, GET and POST, JSON shapes, error codes, faults."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from airflow_provider_juhe.sandbox import JuheSandbox
+from tests.conftest import APPKEY
+
+SUBMIT, SEND, GROUP, TEMPLATES = (
+    "/shortLetter/submitTpl.php",
+    "/shortLetter/send.php",
+    "/shortLetter/mobileGroup.php",
+    "/shortLetter/myTemplates.php",
+)
+
+
+def call(sandbox, path, method="POST", **params):
+    params.setdefault("key", APPKEY)
+    if method == "GET":
+        return requests.get(sandbox.url + path, params=params, timeout=5)
+    return requests.post(sandbox.url + path, data=params, timeout=5)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_doc_example_flow_over_get_and_post(sandbox, method):
+    submitted = call(sandbox, SUBMIT, method, signature="天聚地合", content="您的验证码是#code#").json()
+    tpl_id = submitted["result"]["tplId"]
+    sent = call(sandbox, SEND, method, mobile="13800138000,13100001111", tplId=tpl_id, tplValue="%23code%23=123454")
+    grouped = call(sandbox, GROUP, method, mobiles="13800138000,13100001111,17000001111,19200001111")
+    listed = call(sandbox, TEMPLATES, method)
+
+    assert submitted["error_code"] == 0
+    assert submitted["result"]["sendContent"] == "【天聚地合】您的验证码是#code#"
+    assert submitted["result"]["tplBatchInfo"] == [{"a": tpl_id}, {"b": tpl_id + 1}, {"c": tpl_id + 2}, {"d": tpl_id + 3}]
+    assert sent.json()["error_code"] == 0 and sent.json()["result"]["fee"] == 2
+    assert grouped.json()["result"] == {
+        "a": ["13800138000"],
+        "b": ["13100001111"],
+        "c": ["17000001111"],
+        "unknown": ["19200001111"],
+    }
+    templates = listed.json()["result"]["templates"]
+    assert [(t["tplId"], t["tpl_state"], t["operation"]) for t in templates] == [
+        (tpl_id + i, 3, i) for i in range(4)
+    ]
+    assert sandbox.messages()[0]["text"] == "【天聚地合】您的验证码是123454"
+
+
+def test_group_with_no_unknown_is_null(sandbox):
+    assert call(sandbox, GROUP, mobiles="13800138000").json()["result"]["unknown"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "code"),
+    [
+        (TEMPLATES, {"key": "wrong"}, 10001),
+        (SEND, {"key": ""}, 10001),
+        (SUBMIT, {"signature": "sig"}, 228802),
+        (SUBMIT, {"signature": "sig", "content": "长" * 501}, 228804),
+        (SEND, {"tplId": "1"}, 228802),
+        (SEND, {"mobile": "13800138000"}, 228802),
+        (SEND, {"mobile": "1380013800", "tplId": "1000"}, 228802),
+        (SEND, {"mobile": "13800138000", "tplId": "999"}, 228801),
+        (GROUP, {}, 228802),
+        (GROUP, {"mobiles": ",".join(["13800138000"] * 10_001)}, 228802),
+    ],
+)
+def test_error_codes(sandbox, path, params, code):
+    body = call(sandbox, path, **params).json()
+
+    assert body["error_code"] == code
+    assert body["result"] is None
+    assert body["reason"]
+
+
+def test_send_needs_an_approved_template_and_every_variable(sandbox):
+    pending = sandbox.add_template("验证码#code#", state=0)
+    approved = sandbox.add_template("验证码#code#")
+
+    assert call(sandbox, SEND, mobile="13800138000", tplId=pending).json()["error_code"] == 228801
+    assert call(sandbox, SEND, mobile="13800138000", tplId=approved).json()["error_code"] == 228802
+    assert sandbox.messages() == []
+
+
+def test_review_after_delay_and_forbidden_words():
+    clock = [0.0]
+    with JuheSandbox(appkey=APPKEY, approve_after=10, forbidden_words=("违禁",)) as sandbox:
+        sandbox.state.clock = lambda: clock[0]
+        good = call(sandbox, SUBMIT, signature="s", content="正常内容").json()["result"]["tplId"]
+        bad = call(sandbox, SUBMIT, signature="s", content="违禁内容").json()["result"]["tplId"]
+
+        def states():
+            templates = call(sandbox, TEMPLATES).json()["result"]["templates"]
+            return {t["tplId"]: t["tpl_state"] for t in templates if t["tplId"] in (good, bad)}
+
+        assert states() == {good: 2, bad: 2}
+        clock[0] = 10.0
+        assert states() == {good: 3, bad: 1}
+        sandbox.set_template_state(good, 2)
+        assert states()[good] == 2
+
+
+def test_long_text_costs_several_parts(sandbox):
+    tpl_id = sandbox.add_template("字" * 80, signature="签名")
+
+    body = call(sandbox, SEND, mobile="13800138000,13100001111", tplId=tpl_id).json()
+
+    assert body["result"]["fee"] == 4  # 84 characters: two parts, for two numbers
+
+
+def test_inject_error_for_next_calls_only(sandbox):
+    sandbox.inject("error", error_code=10020, times=2)
+
+    codes = [call(sandbox, TEMPLATES).json()["error_code"] for _ in range(3)]
+
+    assert codes == [10020, 10020, 0]
+
+
+def test_inject_fraction_is_seeded():
+    with JuheSandbox(appkey=APPKEY, seed=7) as sandbox:
+        sandbox.inject("error", error_code=228803, fraction=0.5, times=None)
+        codes = [call(sandbox, TEMPLATES).json()["error_code"] for _ in range(100)]
+
+    assert 25 < codes.count(228803) < 75
+    assert set(codes) == {0, 228803}
+
+
+def test_inject_html_502_and_path_filter(sandbox):
+    sandbox.inject("html_502", path="send.php")
+
+    assert call(sandbox, TEMPLATES).status_code == 200
+    response = call(sandbox, SEND, mobile="13800138000", tplId="1")
+    assert response.status_code == 502
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+def test_inject_drop_after_the_send_was_accepted(sandbox):
+    tpl_id = sandbox.add_template("通知")
+    sandbox.inject("drop", path="send.php")
+
+    with pytest.raises(requests.ConnectionError):
+        call(sandbox, SEND, mobile="13800138000", tplId=tpl_id)
+    assert len(sandbox.messages()) == 1
+    assert call(sandbox, SEND, mobile="13800138000", tplId=tpl_id).json()["error_code"] == 0
+
+
+def test_inject_rejects_unknown_kind(sandbox):
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        sandbox.inject("explode")
+
+
+def test_eight_concurrent_clients_each_get_their_own_sid():
+    with JuheSandbox(appkey=APPKEY, latency=0.02) as sandbox:
+        tpl_id = sandbox.add_template("通知")
+
+        def client(worker):
+            with requests.Session() as session:
+                return [
+                    session.post(
+                        sandbox.url + SEND,
+                        data={"key": APPKEY, "mobile": f"138{worker:04d}{i:04d}", "tplId": tpl_id},
+                        timeout=5,
+                    ).json()["result"]["sid"]
+                    for i in range(25)
+                ]
+
+        with ThreadPoolExecutor(8) as pool:
+            sids = [sid for batch in pool.map(client, range(8)) for sid in batch]
+
+        assert len(set(sids)) == 200
+        assert len(sandbox.messages()) == 200
+
+
+def test_unknown_path_is_404(sandbox):
+    assert requests.get(sandbox.url + "/nope", timeout=5).status_code == 404
+
+
+def test_command_line_server():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_juhe.sandbox", "--port", str(port), "--appkey", "CLIKEY"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == f"Juhe sandbox listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
+        body = requests.post(f"http://127.0.0.1:{port}{TEMPLATES}", data={"key": "CLIKEY"}, timeout=5).json()
+        assert body == {"reason": "success", "result": {"templates": []}, "error_code": 0}
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
