@@ -122,6 +122,15 @@ def parse_recipients(mobiles: str | int | Iterable[str | int] | None) -> Recipie
     return Recipients(valid, invalid)
 
 
+def require_valid(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
+    """Parse numbers that must all be valid; the error names the field and masks the numbers."""
+    recipients = parse_recipients(mobiles)
+    if recipients.invalid:
+        shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
+        raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
+    return recipients.valid
+
+
 def mask_mobile(number: str) -> str:
     """``13812341234`` -> ``138****1234``; short strings are hidden whole."""
     if len(number) >= 8:

@@ -31,7 +31,9 @@ def main() -> None:
         print(f"2. Template {template['tpl_id']} is approved")
 
         recipients = parse_recipients(RECIPIENTS)
-        print(f"3. {recipients.requested} recipients, invalid: {[mask_mobile(m) for m in recipients.invalid]}")
+        print(
+            f"3. {recipients.requested} recipients, invalid: {[mask_mobile(m) for m in recipients.invalid]}"
+        )
         groups = hook.group_mobiles(recipients.valid)
         for carrier, numbers in groups.items():
             print(f"   {carrier:8s}: {[mask_mobile(m) for m in numbers]}")
@@ -41,7 +43,9 @@ def main() -> None:
             if numbers:
                 tpl_id = submitted["carrier_tpl_ids"]["all" if carrier == "unknown" else carrier]
                 sent = hook.send_sms(numbers, tpl_id, {"name": "王先生", "amount": "1,024.00"})
-                print(f"   {carrier:8s} tpl {tpl_id}: sid {sent['sid']}, {sent['count']} number(s), fee {sent['fee']}")
+                print(
+                    f"   {carrier:8s} tpl {tpl_id}: sid {sent['sid']}, {sent['count']} number(s), fee {sent['fee']}"
+                )
 
         print("5. Templates on the account:")
         for template in hook.list_templates():

@@ -16,7 +16,11 @@ from airflow_provider_juhe import get_provider_info
 
 
 def test_entry_point_points_at_get_provider_info():
-    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_juhe")]
+    (entry,) = [
+        e
+        for e in entry_points(group="apache_airflow_provider")
+        if e.value.startswith("airflow_provider_juhe")
+    ]
 
     assert entry.load() is get_provider_info
 
@@ -65,7 +69,10 @@ def test_providers_manager_sees_hook_and_form():
 def test_airflow_providers_list_shows_it():
     airflow_cli = Path(sys.executable).with_name("airflow")
     listed = subprocess.run(
-        [str(airflow_cli), "providers", "list", "-o", "json"], capture_output=True, text=True, env=os.environ.copy()
+        [str(airflow_cli), "providers", "list", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
     )
 
     assert listed.returncode == 0, listed.stderr

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import NewConnectionError
@@ -39,7 +39,7 @@ from airflow_provider_juhe.juhe_api import (
     TEMPLATE_STATES,
     TEMPLATES_PATH,
 )
-from airflow_provider_juhe.mobiles import mask_mobile, parse_recipients
+from airflow_provider_juhe.mobiles import mask_mobile, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
 
 DEFAULT_TIMEOUT = 10.0
@@ -114,9 +114,17 @@ class JuheSmsHook(BaseHook):
     @cached_property
     def config(self) -> JuheConnectionConfig:
         """The connection's settings, read once; the appkey is registered with the secrets masker."""
+        return self._read_config(self.get_connection(self.juhe_conn_id))
+
+    async def aget_config(self) -> JuheConnectionConfig:
+        """:attr:`config` for async code (triggers): the connection is fetched without blocking."""
+        if "config" not in self.__dict__:
+            self.__dict__["config"] = self._read_config(await self.aget_connection(self.juhe_conn_id))
+        return self.config
+
+    def _read_config(self, conn: Connection) -> JuheConnectionConfig:
         from airflow.sdk.log import mask_secret
 
-        conn = self.get_connection(self.juhe_conn_id)
         appkey = (conn.password or "").strip()
         if not appkey:
             raise JuheError(f"Connection {self.juhe_conn_id!r}: the App key (password field) is empty")
@@ -192,26 +200,23 @@ class JuheSmsHook(BaseHook):
         :return: ``{"sid": str, "fee": int, "count": int}``
         :raises JuheDeliveryUnknownError: the request left but its outcome cannot be known.
         """
-        recipients = parse_recipients(mobiles)
-        if recipients.invalid:
-            shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
-            raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
-        if not recipients.valid:
+        numbers = require_valid(mobiles)
+        if not numbers:
             raise ValueError("mobiles: no number given")
-        if len(recipients.valid) > SEND_LIMIT:
-            raise ValueError(f"mobiles: {len(recipients.valid)} numbers in one call, at most {SEND_LIMIT}")
-        params = {"mobile": ",".join(recipients.valid), "tplId": str(validate_tpl_id(tpl_id))}
+        if len(numbers) > SEND_LIMIT:
+            raise ValueError(f"mobiles: {len(numbers)} numbers in one call, at most {SEND_LIMIT}")
+        params = {"mobile": ",".join(numbers), "tplId": str(validate_tpl_id(tpl_id))}
         encoded = encode_tpl_value(tpl_value)
         if encoded:
             params["tplValue"] = encoded
         self.log.info(
             "Sending template %s to %d number(s): %s",
             params["tplId"],
-            len(recipients.valid),
-            _masked_sample(recipients.valid),
+            len(numbers),
+            _masked_sample(numbers),
         )
-        result = self._call(CallKind.SEND, SEND_PATH, params, recipients=recipients.valid)
-        return {"sid": str(result["sid"]), "fee": int(result.get("fee") or 0), "count": len(recipients.valid)}
+        result = self._call(CallKind.SEND, SEND_PATH, params, recipients=numbers)
+        return {"sid": str(result["sid"]), "fee": int(result.get("fee") or 0), "count": len(numbers)}
 
     def group_mobiles(self, mobiles: str | Iterable[str]) -> dict[str, list[str]]:
         """
@@ -219,12 +224,8 @@ class JuheSmsHook(BaseHook):
 
         :return: ``{"mobile": [...], "unicom": [...], "telecom": [...], "unknown": [...]}``
         """
-        recipients = parse_recipients(mobiles)
-        if recipients.invalid:
-            shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
-            raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
+        numbers = require_valid(mobiles)
         groups: dict[str, list[str]] = {"mobile": [], "unicom": [], "telecom": [], "unknown": []}
-        numbers = recipients.valid
         for start in range(0, len(numbers), MOBILE_GROUP_LIMIT):
             chunk = numbers[start : start + MOBILE_GROUP_LIMIT]
             result = self._call(CallKind.READ, MOBILE_GROUP_PATH, {"mobiles": ",".join(chunk)})

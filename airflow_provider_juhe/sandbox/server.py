@@ -106,7 +106,10 @@ class JuheSandbox:
     def start(self) -> JuheSandbox:
         self._server = _Server(self._address, self.state)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="juhe-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="juhe-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -63,7 +63,8 @@ class TestCalls:
     def test_submit_template(self, hook, requests_mock):
         batch = [{"a": 767}, {"b": 768}, {"c": 769}, {"d": 770}]
         requests_mock.post(
-            SUBMIT, **ok({"sendContent": "【天聚地合】您的验证码是#code#", "tplId": 767, "tplBatchInfo": batch})
+            SUBMIT,
+            **ok({"sendContent": "【天聚地合】您的验证码是#code#", "tplId": 767, "tplBatchInfo": batch}),
         )
 
         result = hook.submit_template("天聚地合", "您的验证码是#code#")
@@ -81,7 +82,9 @@ class TestCalls:
 
     def test_send_sms_returns_string_sid_beyond_64_bits(self, hook, requests_mock):
         big_sid = 2**70 + 12345
-        requests_mock.post(SEND, text=f'{{"reason":"操作成功","result":{{"sid":{big_sid},"fee":"2"}},"error_code":0}}')
+        requests_mock.post(
+            SEND, text=f'{{"reason":"操作成功","result":{{"sid":{big_sid},"fee":"2"}},"error_code":0}}'
+        )
 
         result = hook.send_sms(["13800138000", "+86 131 0000 1111"], 767)
 
@@ -133,7 +136,13 @@ class TestCalls:
 
     def test_list_and_get_templates(self, hook, requests_mock):
         templates = [
-            {"tplId": 14, "tpl": "您的验证码是#code#", "tpl_signature": "斯蒂尔", "tpl_state": 3, "operation": 0},
+            {
+                "tplId": 14,
+                "tpl": "您的验证码是#code#",
+                "tpl_signature": "斯蒂尔",
+                "tpl_state": 3,
+                "operation": 0,
+            },
             {"tplId": 15, "tpl": "还款提醒", "tpl_signature": "斯蒂尔", "tpl_state": 1, "operation": 2},
         ]
         requests_mock.post(TEMPLATES, **ok({"templates": templates}))
@@ -289,7 +298,9 @@ class TestTransportFaults:
         assert hook.list_templates() == []
 
     @pytest.mark.parametrize(
-        "body", ["<html>maintenance</html>", "[1, 2]", '{"reason": "no code"}'], ids=["html", "list", "no-code"]
+        "body",
+        ["<html>maintenance</html>", "[1, 2]", '{"reason": "no code"}'],
+        ids=["html", "list", "no-code"],
     )
     def test_body_that_is_not_juhe_json(self, hook, requests_mock, body):
         requests_mock.post(SUBMIT, text=body)
@@ -302,7 +313,10 @@ class TestValidationBeforeAnyRequest:
     @pytest.mark.parametrize(
         ("call", "match"),
         [
-            (lambda h: h.send_sms("13800138000,1380013800", 1), r"mobiles: 1 invalid number\(s\): 138\*\*\*\*3800"),
+            (
+                lambda h: h.send_sms("13800138000,1380013800", 1),
+                r"mobiles: 1 invalid number\(s\): 138\*\*\*\*3800",
+            ),
             (lambda h: h.send_sms("", 1), "mobiles: no number given"),
             (lambda h: h.send_sms("13800138000", "abc"), "tpl_id: .*'abc'"),
             (lambda h: h.send_sms("13800138000", 0), "tpl_id: .*0"),
@@ -353,7 +367,8 @@ class TestConnection:
         assert requests_mock.last_request.timeout == 10.0
 
     @pytest.mark.parametrize(
-        ("extra", "match"), [({"timeout": "soon"}, "'timeout'.*'soon'"), ({"max_retries": -1}, "'max_retries'")]
+        ("extra", "match"),
+        [({"timeout": "soon"}, "'timeout'.*'soon'"), ({"max_retries": -1}, "'max_retries'")],
     )
     def test_bad_extras(self, conn, requests_mock, extra, match):
         conn(**extra)
@@ -363,7 +378,9 @@ class TestConnection:
         assert requests_mock.call_count == 0
 
     def test_missing_appkey(self, monkeypatch):
-        monkeypatch.setenv("AIRFLOW_CONN_JUHE_SMS_DEFAULT", json.dumps({"conn_type": "juhe_sms", "host": BASE}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_JUHE_SMS_DEFAULT", json.dumps({"conn_type": "juhe_sms", "host": BASE})
+        )
 
         with pytest.raises(JuheError, match="App key"):
             JuheSmsHook().list_templates()

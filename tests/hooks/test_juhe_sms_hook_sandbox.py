@@ -45,7 +45,9 @@ def test_whole_flow_submit_approve_group_send_list(monkeypatch, sleeps):
         assert hook.get_template(submitted["tpl_id"])["state_name"] == "reviewing"
         approved = wait_for_state(hook, submitted["tpl_id"], "approved")
         groups = hook.group_mobiles(["13800138000", "13100001111", "13300002222", "19200003333"])
-        sent = hook.send_sms(groups["mobile"], submitted["carrier_tpl_ids"]["mobile"], {"name": "张 三&李#", "code": 42})
+        sent = hook.send_sms(
+            groups["mobile"], submitted["carrier_tpl_ids"]["mobile"], {"name": "张 三&李#", "code": 42}
+        )
 
         assert submitted["send_content"] == "【天聚地合】尊敬的#name#，您的验证码是#code#"
         assert set(submitted["carrier_tpl_ids"]) == {"all", "mobile", "unicom", "telecom"}
@@ -56,7 +58,7 @@ def test_whole_flow_submit_approve_group_send_list(monkeypatch, sleeps):
             "telecom": ["13300002222"],
             "unknown": ["19200003333"],
         }
-        assert sent["count"] == 1 and sent["fee"] == 1 and len(sent["sid"]) == 24
+        assert (sent["count"], sent["fee"], len(sent["sid"])) == (1, 1, 24)
         assert sandbox.messages() == [
             {
                 "sid": sent["sid"],
@@ -120,7 +122,9 @@ def test_dropped_connection_after_accept_is_unknown_and_not_resent(hook, sandbox
 def test_timeout_on_send_is_unknown_and_not_resent(sandbox, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_JUHE_SMS_DEFAULT",
-        json.dumps({"conn_type": "juhe_sms", "host": sandbox.url, "password": APPKEY, "extra": {"timeout": 0.2}}),
+        json.dumps(
+            {"conn_type": "juhe_sms", "host": sandbox.url, "password": APPKEY, "extra": {"timeout": 0.2}}
+        ),
     )
     tpl_id = sandbox.add_template("通知")
     sandbox.inject("latency", seconds=0.6, path="send.php")
@@ -159,7 +163,10 @@ def test_connection_refused_is_retried_then_reported(monkeypatch, sleeps):
 
 
 def test_test_connection_against_sandbox(hook, sandbox):
-    assert hook.test_connection() == (True, f"Connected to Juhe at {sandbox.url}: 0 template(s) on the account")
+    assert hook.test_connection() == (
+        True,
+        f"Connected to Juhe at {sandbox.url}: 0 template(s) on the account",
+    )
 
 
 class TestAppkeyNeverLeaks:

