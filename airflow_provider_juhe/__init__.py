@@ -53,10 +53,24 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "hooks": [
+        "integrations": [
             {
                 "integration-name": "Juhe SMS",
-                "python-modules": ["airflow_provider_juhe.hooks.juhe_sms"],
+                "external-doc-url": "https://www.juhe.cn/docs",
+                "tags": ["service"],
             }
         ],
+        "hooks": [
+            {"integration-name": "Juhe SMS", "python-modules": ["airflow_provider_juhe.hooks.juhe_sms"]}
+        ],
+        "operators": [
+            {"integration-name": "Juhe SMS", "python-modules": ["airflow_provider_juhe.operators.juhe_sms"]}
+        ],
+        "sensors": [
+            {"integration-name": "Juhe SMS", "python-modules": ["airflow_provider_juhe.sensors.juhe_sms"]}
+        ],
+        "triggers": [
+            {"integration-name": "Juhe SMS", "python-modules": ["airflow_provider_juhe.triggers.juhe_sms"]}
+        ],
+        "notifications": ["airflow_provider_juhe.notifications.juhe_sms.JuheSmsNotifier"],
     }

@@ -12,11 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 APPKEY = "sk-test-3f9a1c0de5b74e2a"
 
 # Airflow reads its configuration on first import: point it at a throwaway home before that.
-_AIRFLOW_HOME = tempfile.mkdtemp(prefix="juhe-airflow-home-")
-os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
+# dag.test() needs each DAG file inside the DAGs folder: it holds links to the example DAGs and to
+# the test DAGs, and nothing else, so that each run parses only those.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="juhe-airflow-home-"))
+DAGS_FOLDER = _AIRFLOW_HOME / "dags"
+DAGS_FOLDER.mkdir()
+for source in [*(REPO / "example_dags").iterdir(), *(REPO / "tests" / "dags").glob("*.py")]:
+    if source.suffix in (".py", ".csv"):
+        (DAGS_FOLDER / source.name).symlink_to(source)
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO)
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 from airflow_provider_juhe.sandbox import JuheSandbox  # noqa: E402
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -9,7 +10,7 @@ from typing import Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
@@ -58,6 +59,7 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
                 tpl_ids=template_ids(self.tpl_id),
                 juhe_conn_id=self.juhe_conn_id,
                 poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -76,6 +78,8 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event["status"] == "error":
             raise JuheError(f"Waiting for template approval failed: {event['message']}")
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(f"Templates {event['tpl_ids']} still in review after {self.timeout}s")
         return self._conclude(event)
 
     def _conclude(self, verdict: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +15,7 @@ from airflow_provider_juhe.template_review import PENDING, review
 
 class JuheTemplateApprovedTrigger(BaseTrigger):
     """
-    Yields one event once the templates are decided: ``approved``, ``rejected``, ``unknown`` or ``error``.
+    Yields one event: ``approved``, ``rejected``, ``unknown``, ``timeout`` or ``error``.
 
     The event is ``{"status", "templates", "tpl_ids"}`` (or ``{"status": "error", "message"}``).
     HTTP runs in a thread, so the triggerer's event loop is never blocked.
@@ -21,18 +23,32 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
     :param tpl_ids: template ids that must all be approved.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms`` (never a secret: this is serialised).
     :param poll_interval: seconds between two looks at the template list.
+    :param end_time: epoch seconds after which it yields ``{"status": "timeout"}``; the triggerer
+        also enforces the deferral timeout, this makes the trigger keep it wherever it runs.
     """
 
-    def __init__(self, tpl_ids: list[int], juhe_conn_id: str, poll_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        tpl_ids: list[int],
+        juhe_conn_id: str,
+        poll_interval: float = 60.0,
+        end_time: float | None = None,
+    ) -> None:
         super().__init__()
         self.tpl_ids = [int(i) for i in tpl_ids]
         self.juhe_conn_id = juhe_conn_id
         self.poll_interval = float(poll_interval)
+        self.end_time = end_time
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"tpl_ids": self.tpl_ids, "juhe_conn_id": self.juhe_conn_id, "poll_interval": self.poll_interval},
+            {
+                "tpl_ids": self.tpl_ids,
+                "juhe_conn_id": self.juhe_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -46,8 +62,12 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
                 if verdict["status"] != PENDING:
                     yield TriggerEvent(verdict)
                     return
+                remaining = math.inf if self.end_time is None else self.end_time - time.time()
+                if remaining <= 0:
+                    yield TriggerEvent({"status": "timeout", "tpl_ids": verdict["tpl_ids"]})
+                    return
                 self.log.info("Templates %s still in review", verdict["tpl_ids"])
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(min(self.poll_interval, remaining))
         except Exception as error:  # reported to the sensor, which fails the try
             yield TriggerEvent({"status": "error", "message": str(error)})
         finally:

@@ -1,0 +1,66 @@
+"""Every example DAG imports cleanly and runs green with dag.test() against the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.dag_runs import dagbag_import_errors, run_dag
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def test_example_dags_import_without_errors():
+    assert dagbag_import_errors() == {}
+
+
+def test_template_flow(sandbox_conn):
+    sandbox_conn.state.approve_after = 0.5
+
+    result = run_dag("example_juhe_template_flow")
+
+    assert result.state == "success", result.states
+    submitted = result.xcom("submit_template")
+    summary = result.xcom("send_per_carrier")
+    assert summary["requested"] == 5
+    assert summary["sent"] == 5
+    sent_by_template = {m["tpl_id"]: m["mobiles"] for m in sandbox_conn.messages()}
+    assert sent_by_template == {
+        submitted["carrier_tpl_ids"]["mobile"]: ["13800138000"],
+        submitted["carrier_tpl_ids"]["unicom"]: ["13100001111"],
+        submitted["carrier_tpl_ids"]["telecom"]: ["18900002222", "17000003333"],
+        submitted["carrier_tpl_ids"]["all"]: ["19200004444"],
+    }
+    assert [t["state_name"] for t in result.xcom("wait_for_approval")] == ["approved"] * 4
+
+
+def test_failure_alert_pages_once_per_failed_task_and_once_for_the_run(sandbox_conn, monkeypatch):
+    tpl_id = sandbox_conn.add_template("#dag#.#task# 失败，请处理", "运维")
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ON_CALL_MOBILES", "13800138000")
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ALERT_TPL_ID", str(tpl_id))
+
+    result = run_dag("example_juhe_failure_alert")
+
+    assert result.state == "failed"
+    texts = sorted(m["text"] for m in sandbox_conn.messages())
+    assert texts == [
+        "【运维】example_juhe_failure_alert.extract_statements 失败，请处理",
+        "【运维】example_juhe_failure_alert.reconcile_ledger 失败，请处理",
+        "【运维】example_juhe_failure_alert.整个运行 失败，请处理",
+    ]
+
+
+def test_customer_notifications(sandbox_conn, monkeypatch):
+    tpl_id = sandbox_conn.add_template("您的账单将于#date#到期，请按时还款。", "银行")
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_REMINDER_TPL_ID", str(tpl_id))
+
+    result = run_dag("example_juhe_customer_notifications")
+
+    assert result.state == "success", result.states
+    assert {name for name in result.states if name.startswith("send_reminders[")} == {
+        "send_reminders[0]",
+        "send_reminders[1]",
+        "send_reminders[2]",
+    }
+    assert result.xcom("report") == {"requested": 11, "sent": 9, "invalid": 2, "fee": 9}
+    sent = [number for m in sandbox_conn.messages() for number in m["mobiles"]]
+    assert len(sent) == len(set(sent)) == 9

@@ -1,0 +1,66 @@
+"""JuheSmsNotifier in callbacks of real DAG runs, and rendering afresh for every call."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_juhe.notifications.juhe_sms import JuheSmsNotifier, send_juhe_sms_notification
+from tests.dag_runs import run_dag
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_success_and_failure_callbacks_each_send_one_sms(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("任务#task#结束", "运维")
+
+    result = run_dag("juhe_test_notifier", mobiles="13800138000", tpl_id=tpl_id)
+
+    assert result.states == {"succeeds": "success", "fails": "failed"}
+    assert sorted((m["mobiles"][0], m["text"]) for m in sandbox_conn.messages()) == [
+        ("13800138000", "【运维】任务fails结束"),
+        ("13800138000", "【运维】任务succeeds结束"),
+    ]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_failed_notification_never_masks_the_task_outcome(sandbox_conn):
+    unapproved = sandbox_conn.add_template("任务#task#结束", "运维", state=0)
+
+    result = run_dag("juhe_test_notifier", mobiles="13800138000", tpl_id=unapproved)
+
+    assert result.states == {"succeeds": "success", "fails": "failed"}
+    assert sandbox_conn.messages() == []
+    assert len([c for c in sandbox_conn.calls() if c["path"].endswith("send.php")]) == 2
+
+
+def test_one_shared_instance_renders_afresh_for_every_call(sandbox_conn):
+    from airflow.sdk import DAG
+
+    tpl_id = sandbox_conn.add_template("#dag#.#task# 失败", "运维")
+    notifier = send_juhe_sms_notification(
+        mobiles="{{ params.on_call }}",
+        tpl_id=tpl_id,
+        tpl_value={"#dag#": "{{ dag.dag_id }}", "#task#": "{{ ti.task_id }}"},
+    )
+    dag = DAG("shared_notifier")
+
+    class FakeTI:
+        def __init__(self, task_id):
+            self.task_id = task_id
+
+    for task_id in ("extract", "load"):
+        notifier({"dag": dag, "ti": FakeTI(task_id), "params": {"on_call": "13800138000"}})
+
+    assert [m["text"] for m in sandbox_conn.messages()] == [
+        "【运维】shared_notifier.extract 失败",
+        "【运维】shared_notifier.load 失败",
+    ]
+    assert notifier.tpl_value == {"#dag#": "{{ dag.dag_id }}", "#task#": "{{ ti.task_id }}"}
+    assert send_juhe_sms_notification is JuheSmsNotifier
+
+
+def test_errors_are_logged_not_raised(sandbox_conn, capsys):
+    notifier = JuheSmsNotifier(mobiles="13800138000", tpl_id=999)
+
+    notifier({"dag": None})
+
+    assert "Juhe SMS notification failed" in capsys.readouterr().out
