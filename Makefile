@@ -24,5 +24,11 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/bulk_send.py
+	$(BIN)/python benchmarks/carrier_grouping.py
+	$(BIN)/python benchmarks/dry_run_memory.py
+
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info

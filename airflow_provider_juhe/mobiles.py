@@ -85,7 +85,11 @@ def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
     items: Iterable[str | int] = [mobiles] if isinstance(mobiles, (str, int)) else mobiles
     entries: list[str] = []
     for item in items:
-        for piece in _SEPARATORS.split(str(item)):
+        text = str(item)
+        if len(text) == 11 and text.isdigit():  # fast path: the common, already clean number
+            entries.append(text)
+            continue
+        for piece in _SEPARATORS.split(text):
             piece = piece.strip()
             if is_valid_mobile(normalise_mobile(piece)):
                 entries.append(piece)
@@ -114,11 +118,12 @@ def parse_recipients(mobiles: str | int | Iterable[str | int] | None) -> Recipie
     valid: list[str] = []
     invalid: list[str] = []
     for entry in split_mobiles(mobiles):
-        number = normalise_mobile(entry)
+        clean = len(entry) == 11 and entry.isdigit()
+        number = entry if clean else normalise_mobile(entry)
         if number in seen:
             continue
         seen.add(number)
-        (valid if is_valid_mobile(number) else invalid).append(number)
+        (valid if (clean and entry[0] == "1") or is_valid_mobile(number) else invalid).append(number)
     return Recipients(valid, invalid)
 
 

@@ -209,7 +209,7 @@ class JuheSmsHook(BaseHook):
         encoded = encode_tpl_value(tpl_value)
         if encoded:
             params["tplValue"] = encoded
-        self.log.info(
+        self.log.debug(
             "Sending template %s to %d number(s): %s",
             params["tplId"],
             len(numbers),

@@ -180,6 +180,13 @@ class JuheSendSmsOperator(JuheBaseOperator):
         self.hook.pool_size = max(self.hook.pool_size, self.max_workers)
         self.hook.config  # noqa: B018 - read the connection here, not in the worker threads
         ledger = SendLedger(context.get("task_state_store"), self.log)
+        self.log.info(
+            "Sending %d number(s) in %d batch(es) of up to %d, %d call(s) at once",
+            len(recipients.valid),
+            len(batches),
+            self.batch_size,
+            self.max_workers,
+        )
         auth_error = send_batches(
             self.hook, batches, self.tpl_value, summary, ledger, self.max_workers, self.log
         )
@@ -202,8 +209,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             )
             if auth_error is not None:
                 raise AirflowFailException(f"{auth_error}; {message}")
-            if not summary.failed:  # only unknown outcomes: a retry would not send them again anyway
-                raise AirflowFailException(message)
+            # A retry re-sends only failed batches: the ledger keeps sent and in-flight ones from going out twice.
             raise JuheError(message)
         return result
 

@@ -1,0 +1,78 @@
+"""Shared set-up for the benchmark scripts: a throwaway Airflow home and quiet logs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="juhe-bench-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+APPKEY = "bench-appkey"
+
+
+def quiet_logs() -> None:
+    """Per-batch INFO lines would cost more than the sends being measured."""
+    logging.disable(logging.INFO)
+
+
+def distinct_mobiles(count: int, seed: int = 1) -> list[str]:
+    """``count`` distinct valid numbers over real mobile prefixes."""
+    rng = random.Random(seed)
+    prefixes = ["138", "139", "131", "186", "189", "133", "177", "199", "150", "166"]
+    numbers: set[str] = set()
+    while len(numbers) < count:
+        numbers.add(rng.choice(prefixes) + f"{rng.randrange(10**8):08d}")
+    return sorted(numbers)
+
+
+class MemoryStateStore(dict):
+    """Stands in for ``context["task_state_store"]`` outside a task run."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+class XComRecorder:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def task_context() -> dict[str, Any]:
+    return {"ti": XComRecorder(), "task_state_store": MemoryStateStore()}
+
+
+@contextlib.contextmanager
+def sandbox_process(latency: float = 0.0) -> Iterator[str]:
+    """``python -m airflow_provider_juhe.sandbox`` in a child process; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--port", str(port), "--appkey", APPKEY, "--approve-after", "0", "--latency", str(latency)]
+    log = tempfile.NamedTemporaryFile("w+", prefix="juhe-sandbox-", suffix=".log")  # noqa: SIM115
+    server = subprocess.Popen([sys.executable, "-m", "airflow_provider_juhe.sandbox", *args], stdout=log)
+    try:
+        for _ in range(200):  # up to 20 s for "Juhe sandbox listening on ..."
+            if "listening" in open(log.name).read():  # noqa: SIM115
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
