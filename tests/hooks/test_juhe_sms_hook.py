@@ -409,3 +409,19 @@ class TestConnection:
 
         assert not ok_
         assert "no_such_conn" in message
+
+
+class TestPacing:
+    def test_max_calls_per_second_from_the_connection(self, conn):
+        conn(max_calls_per_second="4")
+
+        assert JuheSmsHook().rate_limiter.interval == 0.25
+
+    def test_no_pacing_by_default(self, hook):
+        assert hook.rate_limiter.interval == 0
+
+    def test_10011_slows_down_and_retries_instead_of_failing(self, hook, requests_mock):
+        requests_mock.post(SEND, [error(10011), ok({"sid": "1", "fee": 1})])
+
+        assert hook.send_sms("13800138000", 1)["sid"] == "1"
+        assert hook.rate_limiter.interval > 0
