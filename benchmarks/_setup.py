@@ -35,16 +35,6 @@ def distinct_mobiles(count: int, seed: int = 1) -> list[str]:
     return sorted(numbers)
 
 
-class MemoryStateStore(dict):
-    """Stands in for ``context["task_state_store"]`` outside a task run."""
-
-    def set(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
 class XComRecorder:
     def __init__(self) -> None:
         self.pushed: dict[str, Any] = {}
@@ -54,7 +44,9 @@ class XComRecorder:
 
 
 def task_context() -> dict[str, Any]:
-    return {"ti": XComRecorder(), "task_state_store": MemoryStateStore()}
+    from airflow_provider_juhe.operators.bulk_send import InMemoryStateStore
+
+    return {"ti": XComRecorder(), "task_state_store": InMemoryStateStore()}
 
 
 @contextlib.contextmanager

@@ -28,7 +28,9 @@ class StateStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-class _MemoryStore(dict):
+class InMemoryStateStore(dict):
+    """A state store for runs without ``task_state_store`` (it does not survive task retries)."""
+
     def set(self, key: str, value: Any) -> None:
         self[key] = value
 
@@ -48,7 +50,7 @@ class SendLedger:
     def __init__(self, store: StateStore | None, log: logging.Logger) -> None:
         if store is None:
             log.warning("No task_state_store in the context: batches cannot be tracked across task retries")
-            store = _MemoryStore()
+            store = InMemoryStateStore()
         self._store = store
 
     def previous(self, batch: Batch) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
