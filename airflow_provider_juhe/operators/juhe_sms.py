@@ -179,7 +179,10 @@ class JuheSendSmsOperator(JuheBaseOperator):
 
         self.hook.pool_size = max(self.hook.pool_size, self.max_workers)
         self.hook.config  # noqa: B018 - read the connection here, not in the worker threads
-        ledger = SendLedger(context.get("task_state_store"), self.log)
+        ti = context.get("ti")
+        ledger = SendLedger(
+            context.get("task_state_store"), self.log, first_try=getattr(ti, "try_number", None) == 1
+        )
         self.log.info(
             "Sending %d number(s) in %d batch(es) of up to %d, %d call(s) at once",
             len(recipients.valid),
