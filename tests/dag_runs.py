@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from tests.conftest import DAGS_FOLDER
 
 
-@cache
 def _dagbag():
+    """Parsed afresh for every run: dag.test() leaves run_conf in the DAG's params."""
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(DAGS_FOLDER))

@@ -20,7 +20,7 @@ from airflow_provider_juhe.send_plan import (
     route,
     validate_batching,
 )
-from airflow_provider_juhe.sms_content import render_text, sms_parts
+from airflow_provider_juhe.sms_content import encode_tpl_value, render_text, sms_parts
 
 GROUPING_SOURCES = ("api", "local")
 DEFAULT_BATCH_SIZE = 100
@@ -29,7 +29,8 @@ DEFAULT_MAX_WORKERS = 4
 
 class JuheBaseOperator(BaseOperator):
     """
-    Shared by the Juhe operators: the connection, the hook, and auth errors failing without retries.
+    Shared by the Juhe operators: the connection, the hook, and failing without retries on auth errors
+    and bad input.
 
     :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
     """
@@ -49,6 +50,8 @@ class JuheBaseOperator(BaseOperator):
             return self.call_juhe(context)
         except JuheAuthError as error:
             raise AirflowFailException(f"{error} (not retried: the key or caller is not allowed)") from error
+        except (ValueError, TypeError) as error:  # bad input, found before any request: a retry cannot help
+            raise AirflowFailException(str(error)) from error
 
     def call_juhe(self, context: Context) -> Any:
         raise NotImplementedError
@@ -167,6 +170,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 len(recipients.invalid),
                 ", ".join(mask_mobile(m) for m in recipients.invalid[:10]),
             )
+        encode_tpl_value(self.tpl_value)  # a bad tpl_value fails here, not as an "unknown" in every batch
         carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
         if carrier_tpl_ids is None:
             routed = {validate_tpl_id(self.tpl_id): recipients.valid} if recipients.valid else {}

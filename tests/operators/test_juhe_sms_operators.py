@@ -96,10 +96,12 @@ def test_auth_error_fails_at_once_without_retries(sandbox_conn, monkeypatch):
     assert_every_number_once(summary)
 
 
-def test_bad_tpl_id_fails_before_any_request(sandbox_conn):
-    result = run_dag("juhe_test_send", mobiles=["13800138000"], tpl_id="abc")
+@pytest.mark.parametrize(("tpl_id", "tpl_value"), [("abc", None), (1, ["not", "a", "mapping"])])
+def test_bad_input_fails_before_any_request(sandbox_conn, tpl_id, tpl_value):
+    result = run_dag("juhe_test_send", mobiles=["13800138000"], tpl_id=tpl_id, tpl_value=tpl_value)
 
     assert result.state == "failed"
+    assert result.tries["send"] == 1  # the DAG allows retries; bad input does not use them
     assert sandbox_conn.calls() == []
 
 
