@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from airflow.exceptions import AirflowException
 
-from airflow_provider_juhe.mobiles import mask_mobile
+from airflow_provider_juhe.mobiles import mask_sample
 
 #: Every code of the vendor doc's two tables: code -> (meaning, retryable).
 #: "Retryable" means the call surely did not take effect, so sending it again cannot duplicate an SMS.
@@ -108,10 +108,9 @@ class JuheDeliveryUnknownError(JuheError):
         self.mobiles = list(mobiles)
         self.detail = detail
         self.error_code = error_code
-        shown = ", ".join(mask_mobile(m) for m in self.mobiles[:5])
-        more = f" and {len(self.mobiles) - 5} more" if len(self.mobiles) > 5 else ""
         super().__init__(
-            f"Outcome of the send to {len(self.mobiles)} number(s) ({shown}{more}) is unknown: {detail}. "
+            f"Outcome of the send to {len(self.mobiles)} number(s) ({mask_sample(self.mobiles)}) is unknown: "
+            f"{detail}. "
             "It was not retried, so that no SMS is sent twice."
         )
 

@@ -138,9 +138,16 @@ def require_valid(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
     """Parse numbers that must all be valid; the error names the field and masks the numbers."""
     recipients = parse_recipients(mobiles)
     if recipients.invalid:
-        shown = ", ".join(mask_mobile(m) for m in recipients.invalid[:5])
-        raise ValueError(f"mobiles: {len(recipients.invalid)} invalid number(s): {shown}")
+        raise ValueError(
+            f"mobiles: {len(recipients.invalid)} invalid number(s): {mask_sample(recipients.invalid)}"
+        )
     return recipients.valid
+
+
+def mask_sample(numbers: list[str], limit: int = 5) -> str:
+    """The first ``limit`` numbers masked, for messages: ``138****8000, 131****1111 and 98 more``."""
+    shown = ", ".join(mask_mobile(m) for m in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
 
 
 def mask_mobile(number: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_juhe.juhe_api import SEND_LIMIT
@@ -19,7 +20,7 @@ class Batch:
     tpl_id: int
     mobiles: tuple[str, ...]
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable across task retries: the same template and numbers give the same key."""
         digest = hashlib.sha1(f"{self.tpl_id}:{','.join(self.mobiles)}".encode()).hexdigest()[:20]

@@ -39,7 +39,7 @@ from airflow_provider_juhe.juhe_api import (
     TEMPLATE_STATES,
     TEMPLATES_PATH,
 )
-from airflow_provider_juhe.mobiles import mask_mobile, require_valid
+from airflow_provider_juhe.mobiles import mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
 
 DEFAULT_TIMEOUT = 10.0
@@ -213,7 +213,7 @@ class JuheSmsHook(BaseHook):
             "Sending template %s to %d number(s): %s",
             params["tplId"],
             len(numbers),
-            _masked_sample(numbers),
+            mask_sample(numbers, limit=3),
         )
         result = self._call(CallKind.SEND, SEND_PATH, params, recipients=numbers)
         return {"sid": str(result["sid"]), "fee": int(result.get("fee") or 0), "count": len(numbers)}
@@ -375,11 +375,6 @@ def _extra_number(
             f"Connection extra {field!r}: must be {'≥' if zero_allowed else '>'} 0, got {value!r}"
         )
     return number
-
-
-def _masked_sample(numbers: list[str], limit: int = 3) -> str:
-    shown = ", ".join(mask_mobile(m) for m in numbers[:limit])
-    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
 
 
 def _surely_not_sent(error: requests.RequestException) -> bool:

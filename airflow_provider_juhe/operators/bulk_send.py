@@ -7,6 +7,7 @@ import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from airflow_provider_juhe.exceptions import (
@@ -37,9 +38,6 @@ class InMemoryStateStore(dict):
     def set(self, key: str, value: Any) -> None:
         self[key] = value
 
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
 
 @dataclass
 class Chunk:
@@ -56,7 +54,7 @@ class Chunk:
     sent: dict[str, list[Any]] = field(default_factory=dict)
     running: int = 0
 
-    @property
+    @cached_property
     def key(self) -> str:
         digest = hashlib.sha1(",".join(b.key for b in self.batches).encode()).hexdigest()[:20]
         return f"juhe_send_{digest}"

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
-from airflow_provider_juhe.mobiles import group_by_carrier, mask_mobile, parse_recipients, require_valid
+from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, parse_recipients, require_valid
 from airflow_provider_juhe.operators.bulk_send import SendLedger, send_batches
 from airflow_provider_juhe.send_plan import (
     SendSummary,
@@ -168,7 +168,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             self.log.warning(
                 "%d invalid number(s) will not be sent: %s",
                 len(recipients.invalid),
-                ", ".join(mask_mobile(m) for m in recipients.invalid[:10]),
+                mask_sample(recipients.invalid, limit=10),
             )
         encode_tpl_value(self.tpl_value)  # a bad tpl_value fails here, not as an "unknown" in every batch
         carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)

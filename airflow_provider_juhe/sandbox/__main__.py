@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from airflow_provider_juhe.mobiles import mask_mobile
+from airflow_provider_juhe.mobiles import mask_sample
 from airflow_provider_juhe.sandbox.server import JuheSandbox
 
 
@@ -38,11 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             while not stopped.wait(0.5):
                 messages = sandbox.messages()
                 for message in messages[reported:]:
-                    shown = ", ".join(mask_mobile(m) for m in message["mobiles"][:3])
-                    more = f" +{len(message['mobiles']) - 3}" if len(message["mobiles"]) > 3 else ""
-                    print(
-                        f"sent {message['sid']} tpl {message['tpl_id']} to {shown}{more}: {message['text']}"
-                    )
+                    shown = mask_sample(message["mobiles"], limit=3)
+                    print(f"sent {message['sid']} tpl {message['tpl_id']} to {shown}: {message['text']}")
                 reported = len(messages)
                 sys.stdout.flush()
         except KeyboardInterrupt:
