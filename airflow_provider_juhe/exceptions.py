@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from airflow.exceptions import AirflowException
 
@@ -102,20 +103,39 @@ class JuheDeliveryUnknownError(JuheError):
     :param mobiles: the recipients concerned.
     :param detail: what happened (no secrets).
     :param error_code: Juhe's code when the platform reported it (10014), else ``None``.
+    :param sid: the send's id when Juhe returned one in a reply that could not be read whole.
     """
 
-    def __init__(self, mobiles: Iterable[str], detail: str, error_code: int | None = None) -> None:
+    def __init__(
+        self, mobiles: Iterable[str], detail: str, error_code: int | None = None, sid: str | None = None
+    ) -> None:
         self.mobiles = list(mobiles)
         self.detail = detail
         self.error_code = error_code
+        self.sid = sid
         super().__init__(
             f"Outcome of the send to {len(self.mobiles)} number(s) ({mask_sample(self.mobiles)}) is unknown: "
-            f"{detail}. "
+            f"{detail}{f' (sid {sid})' if sid else ''}. "
             "It was not retried, so that no SMS is sent twice."
         )
 
     def __reduce__(self):
-        return type(self), (self.mobiles, self.detail, self.error_code)
+        return type(self), (self.mobiles, self.detail, self.error_code, self.sid)
+
+
+class JuheInputError(JuheError, ValueError):
+    """Bad input found before any request (a number, a template id, a field): a retry cannot help."""
+
+
+@contextlib.contextmanager
+def input_checks() -> Iterator[None]:
+    """Report what the pure validators (plain ``ValueError``/``TypeError``) reject as ``JuheInputError``."""
+    try:
+        yield
+    except JuheInputError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise JuheInputError(str(error)) from None
 
 
 def is_retryable_code(error_code: int) -> bool:

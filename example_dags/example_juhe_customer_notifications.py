@@ -14,7 +14,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, task
 
-from airflow_provider_juhe.mobiles import parse_recipients
+from airflow_provider_juhe.mobiles import normalise_mobile
 from airflow_provider_juhe.operators.juhe_sms import JuheSendSmsOperator
 
 CUSTOMERS_CSV = Path(__file__).with_name("customers.csv")
@@ -28,20 +28,21 @@ with DAG(
     tags=["juhe", "example"],
 ) as dag:
 
-    @task
+    # Customers' numbers are personal data: keep them out of the task log ("Returned value was: ...").
+    @task(show_return_value_in_logs=False)
     def load_recipient_batches() -> list[list[str]]:
         """Read the CSV, de-duplicate across the whole file, and split it for the mapped sends."""
         with CUSTOMERS_CSV.open(encoding="utf-8") as file:
-            recipients = parse_recipients(row["mobile"] for row in csv.DictReader(file))
-        # Invalid rows travel along so that each send's summary reports them.
-        numbers = recipients.valid + recipients.invalid
+            numbers = list(dict.fromkeys(normalise_mobile(row["mobile"]) for row in csv.DictReader(file)))
+        # Invalid rows travel along, in file order, so that each send's summary reports them.
         step = NUMBERS_PER_MAPPED_TASK
         return [numbers[start : start + step] for start in range(0, len(numbers), step)]
 
     send = JuheSendSmsOperator.partial(
         task_id="send_reminders",
         tpl_id="{{ var.value.juhe_reminder_tpl_id }}",
-        tpl_value={"date": "{{ macros.ds_add(ds, 3) }}"},
+        # run_after, not ds: runs triggered from the CLI or REST API have no logical date.
+        tpl_value={"date": "{{ (dag_run.run_after + macros.timedelta(days=3)) | ds }}"},
         source="local",
         batch_size=100,
     ).expand(mobiles=load_recipient_batches())
@@ -52,7 +53,7 @@ with DAG(
         totals = {
             "requested": sum(s["requested"] for s in summaries),
             "sent": sum(s["sent"] for s in summaries),
-            "invalid": sum(len(s["invalid"]) for s in summaries),
+            "invalid": sum(s["invalid_count"] for s in summaries),
             "fee": sum(s["fee"] for s in summaries),
         }
         print(f"Reminders: {totals}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Any
@@ -24,6 +24,7 @@ from airflow_provider_juhe.exceptions import (
     JuheError,
     JuheResponseError,
     api_error,
+    input_checks,
 )
 from airflow_provider_juhe.hooks.rate_limit import RateLimiter
 from airflow_provider_juhe.juhe_api import (
@@ -59,7 +60,7 @@ class JuheConnectionConfig:
     """What the hook reads from its Airflow connection."""
 
     base_url: str
-    appkey: str
+    appkey: str = field(repr=False)  # never printed, even where no secrets masker is registered
     timeout: float
     max_retries: int
     max_calls_per_second: float | None
@@ -107,6 +108,7 @@ class JuheSmsHook(BaseHook):
         self.retry_wait_max = retry_wait_max
         self.sleep = sleep
         self._session: requests.Session | None = None
+        self._limiter: RateLimiter | None = None
         self._session_lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------------
@@ -114,22 +116,43 @@ class JuheSmsHook(BaseHook):
     @cached_property
     def config(self) -> JuheConnectionConfig:
         """The connection's settings, read once; the appkey is registered with the secrets masker."""
-        return self._read_config(self.get_connection(self.juhe_conn_id))
-
-    async def aget_config(self) -> JuheConnectionConfig:
-        """:attr:`config` for async code (triggers): the connection is fetched without blocking."""
-        if "config" not in self.__dict__:
-            self.__dict__["config"] = self._read_config(await self.aget_connection(self.juhe_conn_id))
-        return self.config
-
-    def _read_config(self, conn: Connection) -> JuheConnectionConfig:
         from airflow.sdk.log import mask_secret
 
+        conn = self.get_connection(self.juhe_conn_id)
+        config = self._read_config(conn, conn.extra_dejson)
+        mask_secret(config.appkey)
+        return config
+
+    async def aget_config(self) -> JuheConnectionConfig:
+        """
+        :attr:`config` for code on an event loop (triggers, ``async_notify``).
+
+        Every step that may talk to the task supervisor (the connection, its extras, masking the key)
+        goes through the async API: a blocking supervisor call on the triggerer's loop can deadlock.
+        """
+        if "config" not in self.__dict__:
+            from airflow.sdk.log import amask_secret
+
+            conn = await self.aget_connection(self.juhe_conn_id)
+            config = self._read_config(conn, await conn.aextra_dejson())
+            await amask_secret(config.appkey)
+            self.__dict__["config"] = config
+        return self.config
+
+    def prepare(self, concurrency: int = 1) -> None:
+        """
+        Read the connection and build the session, pool and pacer before calls run in parallel.
+
+        :param concurrency: calls that will be in flight at once; the pool keeps that many connections.
+        """
+        self.pool_size = max(self.pool_size, concurrency)
+        self.config  # noqa: B018 - read here, not first inside worker threads
+        self.get_conn()
+
+    def _read_config(self, conn: Connection, extra: Mapping[str, Any]) -> JuheConnectionConfig:
         appkey = (conn.password or "").strip()
         if not appkey:
             raise JuheError(f"Connection {self.juhe_conn_id!r}: the App key (password field) is empty")
-        mask_secret(appkey)
-        extra = conn.extra_dejson
         return JuheConnectionConfig(
             base_url=build_base_url(conn.host, conn.schema, conn.port),
             appkey=appkey,
@@ -138,12 +161,17 @@ class JuheSmsHook(BaseHook):
             max_calls_per_second=_extra_number(extra, "max_calls_per_second", float, None),
         )
 
-    @cached_property
+    @property
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(self.config.max_calls_per_second)
+        """The pacer shared by every call of this hook (built once, thread-safe)."""
+        config = self.config
+        with self._session_lock:
+            if self._limiter is None:
+                self._limiter = RateLimiter(config.max_calls_per_second)
+            return self._limiter
 
     def get_conn(self) -> requests.Session:
-        """The pooled session shared by every call of this hook (thread-safe)."""
+        """The pooled session shared by every call of this hook (thread-safe), sized by ``pool_size``."""
         with self._session_lock:
             if self._session is None:
                 session = requests.Session()
@@ -169,8 +197,9 @@ class JuheSmsHook(BaseHook):
 
         :return: ``{"tpl_id", "send_content", "carrier_tpl_ids": {"all", "mobile", "unicom", "telecom"}}``
         """
-        signature = _required_text(signature, "signature")
-        content = _required_text(content, "content")
+        with input_checks():
+            signature = _required_text(signature, "signature")
+            content = _required_text(content, "content")
         result = self._call(
             CallKind.WRITE, SUBMIT_TEMPLATE_PATH, {"signature": signature, "content": content}
         )
@@ -200,13 +229,14 @@ class JuheSmsHook(BaseHook):
         :return: ``{"sid": str, "fee": int, "count": int}``
         :raises JuheDeliveryUnknownError: the request left but its outcome cannot be known.
         """
-        numbers = require_valid(mobiles)
-        if not numbers:
-            raise ValueError("mobiles: no number given")
-        if len(numbers) > SEND_LIMIT:
-            raise ValueError(f"mobiles: {len(numbers)} numbers in one call, at most {SEND_LIMIT}")
-        params = {"mobile": ",".join(numbers), "tplId": str(validate_tpl_id(tpl_id))}
-        encoded = encode_tpl_value(tpl_value)
+        with input_checks():
+            numbers = require_valid(mobiles)
+            if not numbers:
+                raise ValueError("mobiles: no number given")
+            if len(numbers) > SEND_LIMIT:
+                raise ValueError(f"mobiles: {len(numbers)} numbers in one call, at most {SEND_LIMIT}")
+            params = {"mobile": ",".join(numbers), "tplId": str(validate_tpl_id(tpl_id))}
+            encoded = encode_tpl_value(tpl_value)
         if encoded:
             params["tplValue"] = encoded
         self.log.debug(
@@ -216,7 +246,7 @@ class JuheSmsHook(BaseHook):
             mask_sample(numbers, limit=3),
         )
         result = self._call(CallKind.SEND, SEND_PATH, params, recipients=numbers)
-        return {"sid": str(result["sid"]), "fee": int(result.get("fee") or 0), "count": len(numbers)}
+        return {**_read_send_result(result, numbers), "count": len(numbers)}
 
     def group_mobiles(self, mobiles: str | Iterable[str]) -> dict[str, list[str]]:
         """
@@ -224,7 +254,8 @@ class JuheSmsHook(BaseHook):
 
         :return: ``{"mobile": [...], "unicom": [...], "telecom": [...], "unknown": [...]}``
         """
-        numbers = require_valid(mobiles)
+        with input_checks():
+            numbers = require_valid(mobiles)
         groups: dict[str, list[str]] = {"mobile": [], "unicom": [], "telecom": [], "unknown": []}
         for start in range(0, len(numbers), MOBILE_GROUP_LIMIT):
             chunk = numbers[start : start + MOBILE_GROUP_LIMIT]
@@ -255,7 +286,8 @@ class JuheSmsHook(BaseHook):
 
     def get_template(self, tpl_id: int | str) -> dict[str, Any] | None:
         """One template by id, or ``None`` when the account has no such template."""
-        wanted = validate_tpl_id(tpl_id)
+        with input_checks():
+            wanted = validate_tpl_id(tpl_id)
         return next((t for t in self.list_templates() if t["tpl_id"] == wanted), None)
 
     def test_connection(self) -> tuple[bool, str]:
@@ -333,6 +365,26 @@ class JuheSmsHook(BaseHook):
         """Belt and braces: no message this hook builds may carry the appkey."""
         config = self.__dict__.get("config")  # set once the connection has been read
         return text.replace(config.appkey, "***") if config else text
+
+
+def _read_send_result(result: Any, numbers: list[str]) -> dict[str, Any]:
+    """
+    ``{"sid", "fee"}`` from send.php's result. The SMS may already be out: a reply that cannot be read
+    is an unknown outcome (with the sid when there is one), never an input error.
+    """
+    sid = result.get("sid") if isinstance(result, Mapping) else None
+    sid = str(sid) if sid not in (None, "") else None
+    try:
+        if sid is None:
+            raise ValueError("no sid")
+        fee = float(result.get("fee") or 0)  # the doc types fee as a string: "1", "1.0"
+        if fee < 0 or not fee.is_integer():
+            raise ValueError(f"fee {result.get('fee')!r}")
+    except (TypeError, ValueError) as error:
+        raise JuheDeliveryUnknownError(
+            numbers, f"send.php answered success with an unreadable result ({error})", sid=sid
+        ) from None
+    return {"sid": sid, "fee": int(fee)}
 
 
 def build_base_url(host: str | None, schema: str | None, port: int | None) -> str:

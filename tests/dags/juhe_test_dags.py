@@ -38,6 +38,16 @@ with test_dag("juhe_test_send", mobiles=[], tpl_id=1, tpl_value=None):
         max_workers=2,
     )
 
+with test_dag("juhe_test_send_lenient", mobiles=[], tpl_id=1):
+    JuheSendSmsOperator(
+        task_id="send",
+        mobiles="{{ params.mobiles }}",
+        tpl_id="{{ params.tpl_id }}",
+        batch_size=2,
+        max_workers=1,
+        fail_on_unknown=False,
+    )
+
 with test_dag("juhe_test_send_carriers", mobiles=[], carrier_tpl_ids={}, source="api"):
     JuheSendSmsOperator(
         task_id="send",

@@ -27,7 +27,7 @@ def test_template_flow(sandbox_conn):
     assert sent_by_template == {
         submitted["carrier_tpl_ids"]["mobile"]: ["13800138000"],
         submitted["carrier_tpl_ids"]["unicom"]: ["13100001111"],
-        submitted["carrier_tpl_ids"]["telecom"]: ["18900002222", "17000003333"],
+        submitted["carrier_tpl_ids"]["telecom"]: ["17000003333", "18900002222"],  # sorted by the plan
         submitted["carrier_tpl_ids"]["all"]: ["19200004444"],
     }
     assert [t["state_name"] for t in result.xcom("wait_for_approval")] == ["approved"] * 4

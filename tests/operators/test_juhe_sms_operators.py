@@ -21,11 +21,13 @@ def sent_numbers(sandbox) -> list[str]:
 def assert_every_number_once(summary):
     accounted = (
         summary["sent"]
-        + len(summary["invalid"])
-        + sum(len(f["mobiles"]) for f in summary["failed"])
-        + len(summary["unknown"])
+        + summary["invalid_count"]
+        + summary["suppressed"]
+        + summary["failed_count"]
+        + summary["unknown_count"]
     )
     assert summary["requested"] == accounted
+    assert sum(f["count"] for f in summary["failed"]) == summary["failed_count"]
 
 
 def test_send_normalises_dedupes_batches_and_reports_invalid(sandbox_conn):
@@ -64,7 +66,7 @@ def test_failed_batch_fails_the_try_then_a_retry_sends_only_what_is_missing(sand
     assert sorted(sent_numbers(sandbox_conn)) == ["13100001111", "13800138000", "18900002222"]
 
 
-def test_dropped_connection_is_unknown_and_retries_never_resend_it(sandbox_conn):
+def test_dropped_connection_is_unknown_and_fails_without_a_useless_retry(sandbox_conn):
     tpl_id = sandbox_conn.add_template("通知", "银行")
     sandbox_conn.inject("drop", times=1, path="send.php")
     mobiles = ["13800138000", "13100001111", "18900002222", "13300003333", "15000004444"]
@@ -72,13 +74,27 @@ def test_dropped_connection_is_unknown_and_retries_never_resend_it(sandbox_conn)
     result = run_dag("juhe_test_send", mobiles=mobiles, tpl_id=tpl_id)
 
     assert result.state == "failed"
-    assert result.tries["send"] == 3  # every try ran to the end; the unknown batch stays unknown
+    assert result.tries["send"] == 1  # only an unknown is left: a retry could send nothing more
     summary = result.xcom("send")
-    assert len(summary["unknown"]) in (1, 2)
-    assert summary["sent"] == 5 - len(summary["unknown"])
+    assert summary["unknown_count"] == len(summary["unknown"]) == 2  # the dropped batch of two
+    assert summary["sent"] == 3
     assert_every_number_once(summary)
     assert sorted(sent_numbers(sandbox_conn)) == sorted(mobiles)  # each number reached the sandbox once
     assert len([c for c in sandbox_conn.calls() if c["path"].endswith("send.php")]) == 3
+
+
+def test_fail_on_unknown_false_reports_unknowns_and_succeeds(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("通知", "银行")
+    sandbox_conn.inject("drop", times=1, path="send.php")
+    mobiles = ["13800138000", "13100001111", "18900002222"]
+
+    result = run_dag("juhe_test_send_lenient", mobiles=mobiles, tpl_id=tpl_id)
+
+    assert result.state == "success"
+    summary = result.xcom("send")
+    assert summary["unknown_count"] == 2
+    assert summary["sent"] == 1
+    assert_every_number_once(summary)
 
 
 def test_auth_error_fails_at_once_without_retries(sandbox_conn, monkeypatch):
