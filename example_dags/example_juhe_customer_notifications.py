@@ -27,7 +27,6 @@ with DAG(
     catchup=False,
     tags=["juhe", "example"],
 ) as dag:
-
     # Customers' numbers are personal data: keep them out of the task log ("Returned value was: ...").
     @task(show_return_value_in_logs=False)
     def load_recipient_batches() -> list[list[str]]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from tests.conftest import DAGS_FOLDER
+# Read from the environment (set by conftest), so that a child process can run DAGs too.
+DAGS_FOLDER = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
 
 
 def _dagbag():
@@ -44,14 +48,29 @@ class DagRunResult:
             return None if row is None else XComModel.deserialize_value(row)
 
 
-def run_dag(dag_id: str, **run_conf: Any) -> DagRunResult:
-    """Run one DAG of the DAGs folder end to end, the way ``airflow dags test`` does."""
+def run_dag(
+    dag_id: str,
+    *,
+    logical_date: datetime | None = None,
+    configure: Callable[[Any], None] | None = None,
+    **run_conf: Any,
+) -> DagRunResult:
+    """
+    Run one DAG of the DAGs folder end to end, the way ``airflow dags test`` does.
+
+    :param logical_date: run (again) the DAG run of this date: its task instances are cleared and
+        run once more, keeping their task state store, as after ``airflow tasks clear``.
+    :param configure: changes the parsed DAG before the run (e.g. a task's ``batch_size``).
+    """
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     dag = _dagbag().get_dag(dag_id)
     assert dag is not None, f"{dag_id} not in the DAGs folder: {dagbag_import_errors()}"
-    dag_run = dag.test(run_conf=run_conf or None)
+    if configure is not None:
+        configure(dag)
+    dates = {} if logical_date is None else {"logical_date": logical_date, "run_after": logical_date}
+    dag_run = dag.test(run_conf=run_conf or None, **dates)
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
         states = {_name(ti): str(getattr(ti.state, "value", ti.state)) for ti in tis}
@@ -63,3 +82,40 @@ def run_dag(dag_id: str, **run_conf: Any) -> DagRunResult:
 
 def _name(ti) -> str:
     return ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+
+
+def rerun_task(
+    dag_id: str, logical_date: datetime, task_id: str = "send", configure: Callable[[Any], None] | None = None
+) -> DagRunResult:
+    """
+    Clear one task instance of an existing DAG run and run it again, as a retry or a clear would.
+
+    It stays the same task instance (same run, task and map index), so its task state store holds
+    what earlier tries wrote; ``configure`` may change the task first, as an edited DAG file would.
+    Works on an abandoned run too (a test killed the process running it).
+    """
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    dag = _dagbag().get_dag(dag_id)
+    if configure is not None:
+        configure(dag)
+    session = settings.Session()
+    run = session.scalars(select(DagRun).filter_by(dag_id=dag_id, logical_date=logical_date)).one()
+    query = select(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id, task_id=task_id)
+    clear_task_instances(list(session.scalars(query)), session, dag_run_state=False)
+    session.commit()
+    ti = session.scalars(query).one()
+    ti.try_number += 1
+    ti.state = TaskInstanceState.SCHEDULED
+    session.commit()
+    _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+    session.expire_all()
+    ti = session.scalars(query).one()
+    state = str(getattr(ti.state, "value", ti.state))
+    session.close()
+    return DagRunResult(dag_id, run.run_id, state, {task_id: state}, {task_id: ti.try_number})

@@ -204,6 +204,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
         if self.source not in GROUPING_SOURCES:
             raise ValueError(f"source: expected 'api' or 'local', got {self.source!r}")
         summary = SendSummary(requested=recipients.requested, invalid=recipients.invalid)
+        if not self.dry_run:  # session, pool and pacer built once, sized for the workers, before any call
+            self.hook.prepare(self.max_workers)
         ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
         previous = ledger.read_plan() if ledger else None
         try:
@@ -230,7 +232,6 @@ class JuheSendSmsOperator(JuheBaseOperator):
         ledger.load(len(plan.batches), replayed=plan.replayed)
         pending = self._resume(plan.batches, ledger, summary)
 
-        self.hook.prepare(self.max_workers)
         self.log.info(
             "Sending %d number(s) in %d batch(es) of up to %d, %d call(s) at once",
             sum(len(b.mobiles) for b in pending),

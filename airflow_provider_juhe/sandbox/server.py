@@ -169,6 +169,7 @@ class JuheSandbox:
         error_code: int = 228807,
         seconds: float = 0.0,
         path: str | None = None,
+        after: int = 0,
     ) -> None:
         """
         Make the next ``times`` calls (``None``: every call), or a ``fraction`` of calls, misbehave.
@@ -177,8 +178,13 @@ class JuheSandbox:
             ``"html_502"`` (an HTML Bad Gateway page), or ``"drop"`` (process the call, then close the
             connection without answering: a send is accepted but the client cannot know).
         :param path: only calls whose path ends with this, e.g. ``"send.php"``.
+        :param after: let this many matching calls through first (``after=2``: the third send fails).
         """
-        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path))
+        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path, after))
+
+    def port_number(self, number: str, carrier: str) -> None:
+        """Move a number to another carrier (携号转网): mobileGroup answers ``carrier`` for it from now on."""
+        self.state.port_number(number, carrier)
 
     def clear_faults(self) -> None:
         self.state.clear_faults()

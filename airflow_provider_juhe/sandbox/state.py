@@ -32,7 +32,10 @@ _PLACEHOLDER = re.compile(r"#[^#\s]+#")
 
 @dataclass
 class Fault:
-    """A fault the sandbox applies to matching calls: ``times`` calls, or a ``fraction`` of calls."""
+    """
+    A fault the sandbox applies to matching calls: ``times`` calls, or a ``fraction`` of calls, after
+    letting the first ``after`` matching calls through.
+    """
 
     kind: str
     times: int | None = 1
@@ -40,9 +43,13 @@ class Fault:
     error_code: int = 228807
     seconds: float = 0.0
     path: str | None = None
+    after: int = 0
 
     def matches(self, path: str, rng: random.Random) -> bool:
         if self.path is not None and not path.endswith(self.path):
+            return False
+        if self.after > 0:
+            self.after -= 1
             return False
         if self.fraction is not None:
             return rng.random() < self.fraction
@@ -106,6 +113,7 @@ class SandboxState:
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    ported: dict[str, str] = field(default_factory=dict)  # number -> carrier, after 携号转网
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -134,6 +142,12 @@ class SandboxState:
             raise ValueError(f"kind: expected one of {FAULT_KINDS}, got {fault.kind!r}")
         with self._lock:
             self.faults.append(fault)
+
+    def port_number(self, number: str, carrier: str) -> None:
+        if carrier not in (MOBILE, UNICOM, TELECOM):
+            raise ValueError(f"carrier: expected mobile, unicom or telecom, got {carrier!r}")
+        with self._lock:
+            self.ported[number] = carrier
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -233,7 +247,8 @@ class SandboxState:
         groups: dict[str, list[str] | None] = {"a": [], "b": [], "c": []}
         unknown: list[str] = []
         for mobile in mobiles:
-            letter = letters.get(carrier_of(mobile)) if is_valid_mobile(mobile) else None
+            carrier = self.ported.get(mobile) or carrier_of(mobile)
+            letter = letters.get(carrier) if is_valid_mobile(mobile) else None
             (groups[letter] if letter else unknown).append(mobile)  # type: ignore[union-attr]
         groups["unknown"] = unknown or None
         return _ok(groups)

@@ -22,9 +22,10 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     """
     Succeed when every template is approved, returning their records as XCom.
 
-    Fails at once, without retries, when any template is rejected or unknown to the account.
-    Works in ``poke``, ``reschedule`` and ``deferrable=True`` modes; the sensor's ``timeout`` holds in
-    each.
+    Fails at once, without retries, when any template is rejected or unknown to the account, or on an
+    auth error. Works in ``poke``, ``reschedule`` and ``deferrable=True`` modes; the sensor's
+    ``timeout`` holds in each. Deferrable mode checks once before it defers, so an approved template
+    or a bad key costs no trip through the triggerer.
 
     :param tpl_id: one id, a list of ids, a ``carrier_tpl_ids`` dict, or the submit task's XComArg.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
@@ -54,6 +55,9 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        checked = self.poke(context)
+        if checked.is_done:
+            return checked.xcom_value
         self.defer(
             trigger=JuheTemplateApprovedTrigger(
                 tpl_ids=template_ids(self.tpl_id),
@@ -77,7 +81,10 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event["status"] == "error":
-            raise JuheError(f"Waiting for template approval failed: {event['message']}")
+            message = f"Waiting for template approval failed: {event['message']}"
+            if event.get("auth"):
+                raise AirflowFailException(f"{message} (not retried: the key or caller is not allowed)")
+            raise JuheError(message)
         if event["status"] == "timeout":
             raise AirflowSensorTimeout(f"Templates {event['tpl_ids']} still in review after {self.timeout}s")
         return self._conclude(event)

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_juhe.exceptions import JuheAuthError
 from airflow_provider_juhe.template_review import PENDING, review
 
 
@@ -17,8 +18,10 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
     """
     Yields one event: ``approved``, ``rejected``, ``unknown``, ``timeout`` or ``error``.
 
-    The event is ``{"status", "templates", "tpl_ids"}`` (or ``{"status": "error", "message"}``).
-    HTTP runs in a thread, so the triggerer's event loop is never blocked.
+    The event is ``{"status", "templates", "tpl_ids"}``, or ``{"status": "error", "message",
+    "error_code", "auth"}`` where ``auth`` says the key or caller is not allowed (the sensor then fails
+    without retries). The connection is read through the async API and HTTP runs in a thread, so no
+    blocking call ever runs on the triggerer's event loop.
 
     :param tpl_ids: template ids that must all be approved.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms`` (never a secret: this is serialised).
@@ -69,6 +72,13 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
                 self.log.info("Templates %s still in review", verdict["tpl_ids"])
                 await asyncio.sleep(min(self.poll_interval, remaining))
         except Exception as error:  # reported to the sensor, which fails the try
-            yield TriggerEvent({"status": "error", "message": str(error)})
+            yield TriggerEvent(
+                {
+                    "status": "error",
+                    "message": str(error),
+                    "error_code": getattr(error, "error_code", None),
+                    "auth": isinstance(error, JuheAuthError),
+                }
+            )
         finally:
             hook.close()

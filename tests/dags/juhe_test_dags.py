@@ -16,19 +16,19 @@ from airflow_provider_juhe.operators.juhe_sms import (
 from airflow_provider_juhe.sensors.juhe_sms import JuheTemplateApprovedSensor
 
 
-def test_dag(dag_id: str, **params):
+def suite_dag(dag_id: str, *, native: bool = True, retries: int = 2, **params):
     return DAG(
         dag_id=dag_id,
         schedule=None,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        render_template_as_native_obj=True,
+        render_template_as_native_obj=native,
         params=params,
-        default_args={"retries": 2, "retry_delay": timedelta(0)},
+        default_args={"retries": retries, "retry_delay": timedelta(0)},
     )
 
 
-with test_dag("juhe_test_send", mobiles=[], tpl_id=1, tpl_value=None):
+with suite_dag("juhe_test_send", mobiles=[], tpl_id=1, tpl_value=None):
     JuheSendSmsOperator(
         task_id="send",
         mobiles="{{ params.mobiles }}",
@@ -38,7 +38,21 @@ with test_dag("juhe_test_send", mobiles=[], tpl_id=1, tpl_value=None):
         max_workers=2,
     )
 
-with test_dag("juhe_test_send_lenient", mobiles=[], tpl_id=1):
+# Without native rendering a list param renders to its text form: "['139…', '159…']".
+with suite_dag("juhe_test_send_text", native=False, mobiles=[], tpl_id=1):
+    JuheSendSmsOperator(task_id="send", mobiles="{{ params.mobiles }}", tpl_id="{{ params.tpl_id }}")
+
+# Retried by running the same DAG run again (as a clear would), so that tests can act between tries.
+with suite_dag("juhe_test_send_tries", retries=0, mobiles=[], carrier_tpl_ids={}):
+    JuheSendSmsOperator(
+        task_id="send",
+        mobiles="{{ params.mobiles }}",
+        carrier_tpl_ids="{{ params.carrier_tpl_ids }}",
+        batch_size=10,
+        max_workers=1,
+    )
+
+with suite_dag("juhe_test_send_lenient", mobiles=[], tpl_id=1):
     JuheSendSmsOperator(
         task_id="send",
         mobiles="{{ params.mobiles }}",
@@ -48,7 +62,7 @@ with test_dag("juhe_test_send_lenient", mobiles=[], tpl_id=1):
         fail_on_unknown=False,
     )
 
-with test_dag("juhe_test_send_carriers", mobiles=[], carrier_tpl_ids={}, source="api"):
+with suite_dag("juhe_test_send_carriers", mobiles=[], carrier_tpl_ids={}, source="api"):
     JuheSendSmsOperator(
         task_id="send",
         mobiles="{{ params.mobiles }}",
@@ -58,7 +72,7 @@ with test_dag("juhe_test_send_carriers", mobiles=[], carrier_tpl_ids={}, source=
         max_workers=3,
     )
 
-with test_dag("juhe_test_send_dry_run", mobiles=[], carrier_tpl_ids={}, tpl_value=None):
+with suite_dag("juhe_test_send_dry_run", mobiles=[], carrier_tpl_ids={}, tpl_value=None):
     JuheSendSmsOperator(
         task_id="send",
         mobiles="{{ params.mobiles }}",
@@ -69,13 +83,13 @@ with test_dag("juhe_test_send_dry_run", mobiles=[], carrier_tpl_ids={}, tpl_valu
         dry_run=True,
     )
 
-with test_dag("juhe_test_reads", mobiles=[]):
+with suite_dag("juhe_test_reads", mobiles=[]):
     JuheListTemplatesOperator(task_id="list_templates")
     JuheGroupMobilesOperator(task_id="group_api", mobiles="{{ params.mobiles }}")
     JuheGroupMobilesOperator(task_id="group_local", mobiles="{{ params.mobiles }}", source="local")
 
 for mode in ("poke", "reschedule", "deferrable"):
-    with test_dag(f"juhe_test_sensor_{mode}", tpl_id=1):
+    with suite_dag(f"juhe_test_sensor_{mode}", tpl_id=1):
         JuheTemplateApprovedSensor(
             task_id="wait_for_approval",
             tpl_id="{{ params.tpl_id }}",
@@ -85,7 +99,7 @@ for mode in ("poke", "reschedule", "deferrable"):
             timeout=3,
         )
 
-with test_dag("juhe_test_notifier", mobiles="", tpl_id=1):
+with suite_dag("juhe_test_notifier", mobiles="", tpl_id=1):
     notify = JuheSmsNotifier(
         mobiles="{{ params.mobiles }}", tpl_id="{{ params.tpl_id }}", tpl_value={"#task#": "{{ ti.task_id }}"}
     )
@@ -100,3 +114,13 @@ with test_dag("juhe_test_notifier", mobiles="", tpl_id=1):
 
     succeeds()
     fails()
+
+# Killed mid-send by a test; the second run of the same DAG run plays the retry.
+with suite_dag("juhe_test_send_crash", retries=0, mobiles=[], tpl_id=1):
+    JuheSendSmsOperator(
+        task_id="send",
+        mobiles="{{ params.mobiles }}",
+        tpl_id="{{ params.tpl_id }}",
+        batch_size=10,
+        max_workers=1,
+    )

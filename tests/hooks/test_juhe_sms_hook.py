@@ -17,6 +17,7 @@ from airflow_provider_juhe.exceptions import (
     JuheConnectionError,
     JuheDeliveryUnknownError,
     JuheError,
+    JuheInputError,
     JuheResponseError,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, build_base_url
@@ -329,9 +330,52 @@ class TestValidationBeforeAnyRequest:
         ],
     )
     def test_bad_input_names_the_field(self, hook, requests_mock, call, match):
-        with pytest.raises((ValueError, TypeError), match=match):
+        with pytest.raises(JuheInputError, match=match):
             call(hook)
         assert requests_mock.call_count == 0
+
+
+class TestSendReply:
+    """After a send, a reply that cannot be read is an unknown outcome, never an input error."""
+
+    @pytest.mark.parametrize(("fee", "expected"), [(1, 1), ("2", 2), ("1.0", 1), (None, 0)])
+    def test_fee_as_the_doc_types_it(self, hook, requests_mock, fee, expected):
+        requests_mock.post(SEND, **ok({"sid": 12345678901234567890123, "fee": fee}))
+
+        assert hook.send_sms("13800138000", 7) == {
+            "sid": "12345678901234567890123",
+            "fee": expected,
+            "count": 1,
+        }
+
+    @pytest.mark.parametrize(
+        ("result", "sid"),
+        [({"sid": "202611270001", "fee": "a"}, "202611270001"), ({"fee": 1}, None), ([], None)],
+    )
+    def test_unreadable_result_is_unknown_and_keeps_the_sid(self, hook, requests_mock, result, sid):
+        requests_mock.post(SEND, **ok(result))
+
+        with pytest.raises(JuheDeliveryUnknownError) as raised:
+            hook.send_sms("13800138000,13100001111", 7)
+
+        assert raised.value.sid == sid
+        assert raised.value.mobiles == ["13800138000", "13100001111"]
+        assert not isinstance(raised.value, ValueError)
+        assert requests_mock.call_count == 1
+
+
+class TestPrepare:
+    def test_pool_sized_for_the_workers_before_any_call(self, hook, requests_mock):
+        hook.prepare(32)
+
+        adapter = hook.get_conn().get_adapter(BASE)
+        assert adapter._pool_maxsize == 32
+        assert hook.get_conn() is hook.get_conn()
+
+    def test_config_repr_leaves_the_key_out(self, hook):
+        assert APPKEY not in repr(hook.config)
+        assert APPKEY not in str(hook.config)
+        assert "base_url" in repr(hook.config)
 
 
 class TestConnection:

@@ -195,32 +195,3 @@ def test_list_and_group_operators(sandbox_conn):
 def test_send_operator_rejects_bad_arguments_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         JuheSendSmsOperator(task_id="send", mobiles="13800138000", **kwargs)
-
-
-def test_worker_dying_between_batches_is_recovered_at_most_once(sandbox_conn, monkeypatch):
-    """The first try dies after some batches went out; the retry finishes the rest, resending nothing."""
-    from airflow_provider_juhe.operators import bulk_send
-
-    tpl_id = sandbox_conn.add_template("通知", "银行")
-    mobiles = [f"138{i:08d}" for i in range(40)]  # 20 batches of two: ledger chunks of 16 and 4 batches
-    settle = bulk_send._settle
-    settled = []
-
-    def dies_on_the_second_outcome(*args, **kwargs):
-        settled.append(1)
-        if len(settled) == 2:
-            raise RuntimeError("worker killed")
-        return settle(*args, **kwargs)
-
-    monkeypatch.setattr(bulk_send, "_settle", dies_on_the_second_outcome)
-
-    result = run_dag("juhe_test_send", mobiles=mobiles, tpl_id=tpl_id)
-
-    assert result.tries["send"] >= 2
-    summary = result.xcom("send")
-    assert_every_number_once(summary)
-    reached = sent_numbers(sandbox_conn)
-    assert len(reached) == len(set(reached))  # no number reached the sandbox twice
-    assert summary["sent"] >= 8  # the retry sent the chunk the first try never opened
-    assert len(summary["unknown"]) >= 2  # the batches in flight when the first try died
-    assert set(mobiles) - set(reached) <= set(summary["unknown"])  # nothing claimed sent that was not

@@ -55,11 +55,12 @@ def test_timeout_is_honoured(sandbox_conn, mode):
     assert result.tries["wait_for_approval"] == 1
 
 
-def test_deferrable_mode_waits_in_the_trigger_not_in_poke(sandbox_conn, monkeypatch):
+def test_deferrable_mode_checks_once_then_waits_in_the_trigger(sandbox_conn, monkeypatch):
     sandbox_conn.state.approve_after = 0.5
     tpl_id = sandbox_conn.add_template("验证码#code#", state=2)
     runs = []
     original_run = JuheTemplateApprovedTrigger.run
+    original_poke = JuheTemplateApprovedSensor.poke
 
     async def recording_run(self):
         runs.append(self.serialize())
@@ -67,22 +68,51 @@ def test_deferrable_mode_waits_in_the_trigger_not_in_poke(sandbox_conn, monkeypa
             runs.append(event.payload["status"])
             yield event
 
-    def forbidden_poke(self, context):
-        raise AssertionError("a deferrable sensor must not poke in the worker")
+    def recording_poke(self, context):
+        checked = original_poke(self, context)
+        runs.append(("poke", checked.is_done))
+        return checked
 
     monkeypatch.setattr(JuheTemplateApprovedTrigger, "run", recording_run)
-    monkeypatch.setattr(JuheTemplateApprovedSensor, "poke", forbidden_poke)
+    monkeypatch.setattr(JuheTemplateApprovedSensor, "poke", recording_poke)
 
     result = run_dag("juhe_test_sensor_deferrable", tpl_id=tpl_id)
 
     assert result.state == "success"
     assert runs == [
+        ("poke", False),  # one look before deferring, then the worker slot is freed
         (
             "airflow_provider_juhe.triggers.juhe_sms.JuheTemplateApprovedTrigger",
             {"tpl_ids": [tpl_id], "juhe_conn_id": "juhe_sms_default", "poll_interval": 0.2, "end_time": ANY},
         ),
         "approved",
     ]
+
+
+def test_deferrable_mode_does_not_defer_for_an_approved_template(sandbox_conn, monkeypatch):
+    tpl_id = sandbox_conn.add_template("验证码#code#")
+
+    def no_trigger(self):
+        raise AssertionError("an approved template needs no deferral")
+
+    monkeypatch.setattr(JuheTemplateApprovedTrigger, "run", no_trigger)
+
+    result = run_dag("juhe_test_sensor_deferrable", tpl_id=tpl_id)
+
+    assert result.state == "success"
+    assert len([c for c in sandbox_conn.calls() if c["path"].endswith("myTemplates.php")]) == 1
+
+
+def test_deferrable_auth_error_in_the_trigger_fails_at_once_without_retries(sandbox_conn):
+    sandbox_conn.state.approve_after = 60
+    tpl_id = sandbox_conn.add_template("验证码#code#", state=2)
+    # The check before deferring passes; the key is revoked while the trigger waits.
+    sandbox_conn.inject("error", error_code=10001, times=None, after=1, path="myTemplates.php")
+
+    result = run_dag("juhe_test_sensor_deferrable", tpl_id=tpl_id)
+
+    assert result.state == "failed"
+    assert result.tries["wait_for_approval"] == 1  # the DAG allows 2 retries; an auth error uses none
 
 
 def test_tpl_id_accepts_a_submit_result_and_rejects_junk():

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from airflow_provider_juhe.triggers.juhe_sms import JuheTemplateApprovedTrigger
 
 
@@ -71,3 +73,65 @@ def test_error_event_never_carries_the_key(sandbox_conn, monkeypatch):
     assert event["status"] == "error"
     assert "10001" in event["message"]
     assert "wrong-key-123" not in event["message"]
+
+
+class StrictComms:
+    """
+    Stands in for the triggerer's supervisor channel: like the real one while an async call is in
+    flight, a blocking ``send`` from the event loop's thread raises ``DeadlockImminentError``.
+    """
+
+    def __init__(self) -> None:
+        self.async_messages: list[str] = []
+
+    def send(self, msg):
+        from airflow.sdk.execution_time.comms import DeadlockImminentError
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        raise DeadlockImminentError(msg)
+
+    async def asend(self, msg):
+        self.async_messages.append(type(msg).__name__)
+        return None
+
+
+def test_trigger_makes_no_blocking_supervisor_call_on_the_event_loop(sandbox_conn, monkeypatch):
+    from airflow.sdk.execution_time import task_runner
+
+    comms = StrictComms()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    tpl_id = sandbox_conn.add_template("验证码#code#")
+
+    event = first_event(JuheTemplateApprovedTrigger([tpl_id], "juhe_sms_default", poll_interval=0.1))
+
+    assert event["status"] == "approved"
+    assert "MaskSecret" in comms.async_messages  # the key was masked through the async channel
+
+
+def test_strict_comms_catches_a_blocking_call(monkeypatch):
+    """The stand-in is strict: the masking a sync config read does raises on the loop."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import DeadlockImminentError
+    from airflow.sdk.log import mask_secret
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", StrictComms(), raising=False)
+
+    async def blocking():
+        mask_secret("a-secret-value")
+
+    with pytest.raises(DeadlockImminentError):
+        asyncio.run(blocking())
+
+
+def test_auth_error_event_says_so(sandbox_conn, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JUHE_SMS_DEFAULT",
+        json.dumps({"conn_type": "juhe_sms", "host": sandbox_conn.url, "password": "revoked"}),
+    )
+
+    event = first_event(JuheTemplateApprovedTrigger([1], "juhe_sms_default"))
+
+    assert (event["status"], event["error_code"], event["auth"]) == ("error", 10001, True)

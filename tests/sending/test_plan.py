@@ -1,0 +1,76 @@
+"""The plan: deterministic, replayable from what the ledger keeps, refusing changed inputs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from airflow_provider_juhe.sending.ledger import InMemoryStateStore, SendLedger
+from airflow_provider_juhe.sending.plan import PlanChangedError, SendPlan, carrier_overrides
+
+TEMPLATES = {"all": 1, "mobile": 2, "unicom": 3, "telecom": 4}
+NUMBERS = [f"138{i:08d}" for i in range(25)] + [f"131{i:08d}" for i in range(5)]
+
+
+def make(valid, *, previous=None, overrides=None, batch_size=10, group=None, tpl_value=None, source="api"):
+    return SendPlan.make(
+        valid=valid,
+        invalid=[],
+        tpl_id=None,
+        carrier_tpl_ids=TEMPLATES,
+        source=source,
+        tpl_value=tpl_value,
+        batch_size=batch_size,
+        previous=previous,
+        previous_overrides=lambda: overrides or {},
+        group=group or (lambda numbers: {"mobile": [n for n in numbers if n.startswith("138")]}),
+    )
+
+
+def test_the_order_of_the_input_does_not_change_the_plan():
+    assert make(NUMBERS).batches == make(list(reversed(NUMBERS))).batches
+
+
+def test_only_carrier_answers_that_differ_from_the_prefix_table_are_kept():
+    groups = {"mobile": NUMBERS[:24], "unicom": [NUMBERS[24], *NUMBERS[25:]], "telecom": [], "unknown": []}
+
+    assert carrier_overrides(groups) == {NUMBERS[24]: "unicom"}
+
+
+def test_a_replay_keeps_the_first_batch_size_and_carrier_answers_through_the_ledger():
+    ported = {NUMBERS[0]: "telecom"}
+    first = make(NUMBERS, group=lambda numbers: {"telecom": [NUMBERS[0]], "mobile": NUMBERS[1:25]})
+    assert first.overrides == ported
+    ledger = SendLedger(InMemoryStateStore(), logging.getLogger(__name__))
+    ledger.save_plan(first)
+
+    def must_not_ask(numbers):
+        raise AssertionError("a replay does not ask the API again")
+
+    previous = ledger.read_plan()
+    replay = make(
+        NUMBERS,
+        previous=previous,
+        overrides=ledger.read_overrides(previous),
+        batch_size=3,
+        group=must_not_ask,
+    )
+
+    assert replay.replayed
+    assert replay.batches == first.batches
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"valid": NUMBERS[:-1]}, "recipients"),
+        ({"tpl_value": "#a#=1"}, "values"),
+        ({"source": "local"}, "templates"),
+    ],
+)
+def test_changed_inputs_are_named(change, named):
+    first = make(NUMBERS)
+
+    with pytest.raises(PlanChangedError, match=f"^{named} changed"):
+        make(**{"valid": NUMBERS, **change}, previous=first.record)
