@@ -98,7 +98,9 @@ def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
             continue
         for piece in _SEPARATORS.split(text):
             piece = piece.strip()
-            if is_valid_mobile(normalise_mobile(piece)):
+            if (len(piece) == 11 and piece.isdigit()) or is_valid_mobile(
+                normalise_mobile(piece)
+            ):  # the same fast path inside a long string
                 entries.append(piece)
             else:
                 entries.extend(part for part in _WHITESPACE.split(piece) if part)

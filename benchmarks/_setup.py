@@ -12,10 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="juhe-bench-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.dag_runs runs the DAGs
 
 APPKEY = "bench-appkey"
 
@@ -44,9 +46,18 @@ class XComRecorder:
 
 
 def task_context() -> dict[str, Any]:
-    from airflow_provider_juhe.operators.bulk_send import InMemoryStateStore
+    from airflow_provider_juhe.sending.ledger import InMemoryStateStore
 
     return {"ti": XComRecorder(), "task_state_store": InMemoryStateStore()}
+
+
+def airflow_home(dags_folder: Path) -> str:
+    """A migrated SQLite Airflow home whose DAGs folder is ``dags_folder``, for dag.test() runs."""
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
+    home = os.environ["AIRFLOW_HOME"]
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return home
 
 
 @contextlib.contextmanager

@@ -44,7 +44,8 @@ with DAG(
         task_id="send_per_carrier",
         mobiles=RECIPIENTS,
         carrier_tpl_ids=submit.output,  # each number with its carrier's template, unknown ones with "all"
-        tpl_value={"name": "客户", "code": "{{ ts_nodash[-6:] }}"},
+        # run_after, not ts/ds: runs triggered from the CLI or REST API have no logical date.
+        tpl_value={"name": "客户", "code": "{{ dag_run.run_after.strftime('%H%M%S') }}"},
     )
     list_templates = JuheListTemplatesOperator(task_id="list_templates")
 
