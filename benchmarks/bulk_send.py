@@ -12,6 +12,8 @@ how many recipients the retry reports unknown (target <= 2·W batches' worth).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -99,7 +101,8 @@ def killed_worker_unknowns(numbers_file: Path, tpl_id: int) -> tuple[int, int]:
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()
-        result = rerun_task("juhe_bench_xcomarg", when)
+        with contextlib.redirect_stdout(io.StringIO()):  # the retry fails by design: unknowns are left
+            result = rerun_task("juhe_bench_xcomarg", when)
         reached = [n for m in sandbox.messages() for n in m["mobiles"]]
         assert len(reached) == len(set(reached)), "a number was sent twice"
         summary = result_summary(result)

@@ -184,3 +184,21 @@ def test_worker_killed_mid_send_the_retry_sends_every_batch_that_never_started(s
     assert_every_number_once(summary)
     assert retry.state == "failed"  # unknowns are left and nothing more to send: no useless retry
     assert retry.tries["send"] == 2
+
+
+def test_checked_unknowns_go_out_once_from_a_new_dag_run(sandbox_conn):
+    """The documented recovery: a new run (a new task instance, its own ledger) sends them once."""
+    tpl_id = sandbox_conn.add_template("通知", "银行")
+    sandbox_conn.inject("drop", times=1, path="send.php")
+    first = run_dag("juhe_test_send", mobiles=MOBILE[:4], tpl_id=tpl_id)
+    unknown = first.xcom("send")["unknown"]
+    assert first.state == "failed"
+    assert len(unknown) == 2
+    before = len(sandbox_conn.messages())
+
+    recovery = run_dag("juhe_test_send", mobiles=unknown, tpl_id=tpl_id)
+
+    assert recovery.state == "success"
+    assert recovery.xcom("send")["sent"] == 2
+    resent = [n for m in sandbox_conn.messages()[before:] for n in m["mobiles"]]
+    assert sorted(resent) == sorted(unknown)
