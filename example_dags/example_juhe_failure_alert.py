@@ -2,7 +2,8 @@
 Page on-call by SMS when a pipeline fails: one notifier for every task, one for the whole run.
 
 Set the Airflow Variables ``juhe_on_call_mobiles`` (comma separated) and ``juhe_alert_tpl_id`` (an
-approved template such as ``【运维】#dag#.#task# 失败，请处理``).
+approved template: signature ``运维``, content ``#dag#.#task# 失败，请处理``; the content excludes the
+【signature】, which Juhe adds).
 """
 
 from __future__ import annotations

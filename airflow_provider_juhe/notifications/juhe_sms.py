@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier, Context
 
+from airflow_provider_juhe.exceptions import JuheInputError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+from airflow_provider_juhe.mobiles import mask_sample, parse_recipients
 
 if TYPE_CHECKING:
     import jinja2
@@ -20,7 +22,8 @@ class JuheSmsNotifier(BaseNotifier):
     Send an approved template when a callback fires; ``mobiles`` and ``tpl_value`` are Jinja-rendered.
 
     A failure to notify is logged and never raised over the task's own error. Each call renders a
-    fresh copy, so one instance shared through ``default_args`` names each task correctly.
+    fresh copy, so one instance shared through ``default_args`` names each task correctly. An invalid
+    number among ``mobiles`` is logged (masked) and skipped: the valid ones are still paged.
 
     :param mobiles: who to page: a list or a comma/whitespace separated string.
     :param tpl_id: an approved template id.
@@ -63,7 +66,16 @@ class JuheSmsNotifier(BaseNotifier):
         super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Context) -> None:
-        sent = self.hook.send_sms(self.mobiles, self.tpl_id, self.tpl_value)
+        recipients = parse_recipients(self.mobiles)
+        if recipients.invalid:  # one typo in an on-call list must not silence the page
+            self.log.warning(
+                "Not paging %d invalid number(s): %s",
+                len(recipients.invalid),
+                mask_sample(recipients.invalid),
+            )
+        if not recipients.valid:
+            raise JuheInputError(f"mobiles: no valid number to page in {mask_sample(recipients.invalid)}")
+        sent = self.hook.send_sms(recipients.valid, self.tpl_id, self.tpl_value)
         self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
 
 

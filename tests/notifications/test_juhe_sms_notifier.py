@@ -64,3 +64,13 @@ def test_errors_are_logged_not_raised(sandbox_conn, capsys):
     notifier({"dag": None})
 
     assert "Juhe SMS notification failed" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_an_invalid_number_in_the_on_call_list_does_not_stop_the_page(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("任务#task#结束", "运维")
+
+    result = run_dag("juhe_test_notifier", mobiles="13800138000, 1380013800, 13100001111", tpl_id=tpl_id)
+
+    assert result.states == {"succeeds": "success", "fails": "failed"}
+    assert [sorted(m["mobiles"]) for m in sandbox_conn.messages()] == [["13100001111", "13800138000"]] * 2
