@@ -52,6 +52,7 @@ def run_dag(
     dag_id: str,
     *,
     logical_date: datetime | None = None,
+    without_logical_date: bool = False,
     configure: Callable[[Any], None] | None = None,
     **run_conf: Any,
 ) -> DagRunResult:
@@ -60,6 +61,8 @@ def run_dag(
 
     :param logical_date: run (again) the DAG run of this date: its task instances are cleared and
         run once more, keeping their task state store, as after ``airflow tasks clear``.
+    :param without_logical_date: run as ``airflow dags trigger`` and the REST API do: no logical
+        date, so ``ds``/``ts`` are undefined.
     :param configure: changes the parsed DAG before the run (e.g. a task's ``batch_size``).
     """
     from airflow.models.taskinstance import TaskInstance
@@ -70,6 +73,8 @@ def run_dag(
     if configure is not None:
         configure(dag)
     dates = {} if logical_date is None else {"logical_date": logical_date, "run_after": logical_date}
+    if without_logical_date:
+        dates = {"logical_date": None}
     dag_run = dag.test(run_conf=run_conf or None, **dates)
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()

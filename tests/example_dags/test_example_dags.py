@@ -13,10 +13,11 @@ def test_example_dags_import_without_errors():
     assert dagbag_import_errors() == {}
 
 
-def test_template_flow(sandbox_conn):
+@pytest.mark.parametrize("without_logical_date", [False, True], ids=["logical-date", "no-logical-date"])
+def test_template_flow(sandbox_conn, without_logical_date):
     sandbox_conn.state.approve_after = 0.5
 
-    result = run_dag("example_juhe_template_flow")
+    result = run_dag("example_juhe_template_flow", without_logical_date=without_logical_date)
 
     assert result.state == "success", result.states
     submitted = result.xcom("submit_template")
@@ -49,11 +50,12 @@ def test_failure_alert_pages_once_per_failed_task_and_once_for_the_run(sandbox_c
     ]
 
 
-def test_customer_notifications(sandbox_conn, monkeypatch):
+@pytest.mark.parametrize("without_logical_date", [False, True], ids=["logical-date", "no-logical-date"])
+def test_customer_notifications(sandbox_conn, monkeypatch, without_logical_date):
     tpl_id = sandbox_conn.add_template("您的账单将于#date#到期，请按时还款。", "银行")
     monkeypatch.setenv("AIRFLOW_VAR_JUHE_REMINDER_TPL_ID", str(tpl_id))
 
-    result = run_dag("example_juhe_customer_notifications")
+    result = run_dag("example_juhe_customer_notifications", without_logical_date=without_logical_date)
 
     assert result.state == "success", result.states
     assert {name for name in result.states if name.startswith("send_reminders[")} == {
