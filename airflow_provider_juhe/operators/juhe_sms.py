@@ -16,7 +16,6 @@ from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_bat
 from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLedger
 from airflow_provider_juhe.sending.plan import (
     Batch,
-    PlanChangedError,
     SendPlan,
     resolve_carrier_tpl_ids,
     validate_batching,
@@ -53,8 +52,7 @@ class JuheBaseOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         try:
-            with input_checks():  # what the pure validators reject is bad input, found before any request
-                return self.call_juhe(context)
+            return self.call_juhe(context)
         except JuheAuthError as error:
             raise AirflowFailException(f"{error} (not retried: the key or caller is not allowed)") from error
         except JuheInputError as error:  # a retry cannot help
@@ -198,17 +196,18 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 len(recipients.invalid),
                 mask_sample(recipients.invalid, limit=10),
             )
-        tpl_value = encode_tpl_value(self.tpl_value)  # bad values fail here, not as an unknown per batch
-        carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
-        tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
-        if self.source not in GROUPING_SOURCES:
-            raise ValueError(f"source: expected 'api' or 'local', got {self.source!r}")
+        with input_checks():  # bad values fail here, before any request, not as an unknown per batch
+            tpl_value = encode_tpl_value(self.tpl_value)
+            carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
+            tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
+            if self.source not in GROUPING_SOURCES:
+                raise ValueError(f"source: expected 'api' or 'local', got {self.source!r}")
         summary = SendSummary(requested=recipients.requested, invalid=recipients.invalid)
         if not self.dry_run:  # session, pool and pacer built once, sized for the workers, before any call
             self.hook.prepare(self.max_workers)
         ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
         previous = ledger.read_plan() if ledger else None
-        try:
+        with input_checks():  # a carrier without a template, or inputs changed since an earlier try
             plan = SendPlan.make(
                 valid=recipients.valid,
                 invalid=recipients.invalid,
@@ -221,8 +220,6 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 previous_overrides=lambda: ledger.read_overrides(previous),
                 group=self.hook.group_mobiles,
             )
-        except PlanChangedError as error:
-            raise JuheInputError(str(error)) from None
         if self.dry_run:
             return self._dry_run(summary, plan.batches)
         if plan.replayed:
@@ -392,8 +389,9 @@ def _holds_no_template(content: Any) -> bool:
 
 def group_mobiles(hook: JuheSmsHook, mobiles: str | Iterable[str], source: str) -> dict[str, list[str]]:
     """Group through the API or, with ``source="local"``, from the prefix table."""
-    if source not in GROUPING_SOURCES:
-        raise ValueError(f"source: expected 'api' or 'local', got {source!r}")
-    if source == "api":
-        return hook.group_mobiles(mobiles)
-    return group_by_carrier(require_valid(mobiles))
+    with input_checks():
+        if source not in GROUPING_SOURCES:
+            raise ValueError(f"source: expected 'api' or 'local', got {source!r}")
+        if source == "local":
+            return group_by_carrier(require_valid(mobiles))
+    return hook.group_mobiles(mobiles)
