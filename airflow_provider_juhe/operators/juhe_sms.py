@@ -200,8 +200,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             tpl_value = encode_tpl_value(self.tpl_value)
             carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
             tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
-            if self.source not in GROUPING_SOURCES:
-                raise ValueError(f"source: expected 'api' or 'local', got {self.source!r}")
+            _check_source(self.source)
         summary = SendSummary(requested=recipients.requested, invalid=recipients.invalid)
         if not self.dry_run:  # session, pool and pacer built once, sized for the workers, before any call
             self.hook.prepare(self.max_workers)
@@ -390,8 +389,12 @@ def _holds_no_template(content: Any) -> bool:
 def group_mobiles(hook: JuheSmsHook, mobiles: str | Iterable[str], source: str) -> dict[str, list[str]]:
     """Group through the API or, with ``source="local"``, from the prefix table."""
     with input_checks():
-        if source not in GROUPING_SOURCES:
-            raise ValueError(f"source: expected 'api' or 'local', got {source!r}")
+        _check_source(source)
         if source == "local":
             return group_by_carrier(require_valid(mobiles))
     return hook.group_mobiles(mobiles)
+
+
+def _check_source(source: str) -> None:
+    if source not in GROUPING_SOURCES:
+        raise ValueError(f"source: expected 'api' or 'local', got {source!r}")
