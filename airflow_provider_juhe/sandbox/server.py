@@ -22,19 +22,22 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        self._serve(body=b"")
+        self._serve(time.monotonic(), body=b"")
 
     def do_POST(self) -> None:
+        arrived = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
-        self._serve(body=self.rfile.read(length))
+        self._serve(arrived, body=self.rfile.read(length))
 
-    def _serve(self, body: bytes) -> None:
+    def _serve(self, arrived: float, body: bytes) -> None:
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         reply = self.server.state.handle(url.path, self.command, params, url.query)
-        if reply.delay:
-            time.sleep(reply.delay)
+        # Latency is the response time a remote API would show: the sandbox's own work counts in it.
+        wait = reply.delay - (time.monotonic() - arrived)
+        if reply.delay and wait > 0:
+            time.sleep(wait)
         if reply.drop:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -77,7 +80,8 @@ class JuheSandbox:
     :param port: port to listen on; 0 picks a free one.
     :param approve_after: seconds a submitted template stays in review before it is decided.
     :param forbidden_words: a template containing one of these is rejected by the review.
-    :param latency: seconds added to every call.
+    :param latency: each call's response time in seconds, from its arrival to its answer (the
+        sandbox's own work included, as with a remote API).
     :param seed: seed for fraction-based fault injection.
     """
 

@@ -81,13 +81,13 @@ def test_every_batch_sent_once_and_at_most_two_per_worker_open(workers):
 @pytest.mark.parametrize(("workers", "die_at"), [(1, 5), (4, 9), (8, 13), (8, 40)])
 def test_after_a_death_only_announced_batches_may_have_started(workers, die_at):
     store = DyingStore(die_at=die_at)
-    plan = batches(300)
+    plan = batches(1000)
 
     with pytest.raises(Killed):
         run(store, plan, workers)
 
     ledger = SendLedger(store, LOG)
-    ledger.load(300, replayed=True)
+    ledger.load(1000, replayed=True)
     status = ledger.status.decode()
     may_have_started = [i for i, s in enumerate(status) if s in "au"]
     assert 0 < len(may_have_started) <= 2 * workers
