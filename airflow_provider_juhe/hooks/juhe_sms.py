@@ -185,7 +185,9 @@ class JuheSmsHook(BaseHook):
                 # would scan the whole environment per request (a third of a send's CPU).
                 session.trust_env = False
                 session.proxies.update(requests.utils.get_environ_proxies(base_url))
-                session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+                session.verify = (
+                    os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+                )
                 self._session = session
             return self._session
 

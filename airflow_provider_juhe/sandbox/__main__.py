@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appkey", default="sandbox-key", help="the only key accepted")
     parser.add_argument("--approve-after", type=float, default=2.0, help="seconds a template stays in review")
     parser.add_argument("--forbidden-word", action="append", help="content that makes the review reject")
-    parser.add_argument("--latency", type=float, default=0.0, help="each call's response time in seconds (own work included)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="each call's response time in seconds (own work included)"
+    )
     args = parser.parse_args(argv)
 
     sandbox = JuheSandbox(
