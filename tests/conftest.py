@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -24,6 +25,9 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+# One Fernet key for this process and the child processes some tests start, so that Variables one
+# writes the others can read (as every component of a deployment shares its configuration).
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 from airflow_provider_juhe.sandbox import JuheSandbox  # noqa: E402
 
@@ -66,3 +70,18 @@ def airflow_db():
         env=os.environ.copy(),
     )
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def alert_state(airflow_db):
+    """No alert episode or per-number cap left over from an earlier test (they live in Variables)."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    def clear() -> None:
+        with create_session() as session:
+            session.query(Variable).filter(Variable.key.like("juhe_sms_%")).delete(synchronize_session=False)
+
+    clear()
+    yield
+    clear()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier, Context
 
-from airflow_provider_juhe.exceptions import JuheInputError
+from airflow_provider_juhe.alerting import policy, state
+from airflow_provider_juhe.exceptions import JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.mobiles import mask_sample, parse_recipients
 
 if TYPE_CHECKING:
     import jinja2
+
+#: Seconds since the epoch; shared by every process that pages, so intervals hold across them.
+clock = time.time
 
 
 class JuheSmsNotifier(BaseNotifier):
@@ -25,13 +32,27 @@ class JuheSmsNotifier(BaseNotifier):
     fresh copy, so one instance shared through ``default_args`` names each task correctly. An invalid
     number among ``mobiles`` is logged (masked) and skipped: the valid ones are still paged.
 
-    :param mobiles: who to page: a list or a comma/whitespace separated string.
-    :param tpl_id: an approved template id.
-    :param tpl_value: the template variables, e.g. ``{"#task#": "{{ ti.task_id }}"}``.
+    With ``group_key``, notifications with the same key form one alert episode, remembered in Airflow
+    Variables (``juhe_sms_alert_*``, ``juhe_sms_caps_*``) so that it holds across tasks, workers,
+    DAG-level callbacks and DAG runs. ``tpl_value`` sees ``{{ suppressed_count }}``: the notifications
+    held back (by ``repeat_interval`` or ``max_per_number``) since the last SMS.
+
+    :param mobiles: who to page: a list or a comma/whitespace separated string. (templated)
+    :param tpl_id: an approved template id. (templated)
+    :param tpl_value: the template variables, e.g. ``{"#task#": "{{ ti.task_id }}"}``. (templated)
+    :param group_key: the alert episode this notification belongs to, e.g. ``"{{ dag.dag_id }}"``;
+        None: every notification sends. (templated)
+    :param repeat_interval: with ``group_key``: after an SMS, further notifications of the episode
+        within this interval send nothing and are counted. None: each one sends.
+    :param resolve: with ``group_key``, for ``on_success_callback``: send only while the episode is
+        open (an alert went out and was not yet resolved), then close it.
+    :param max_per_number: at most this many SMS of this template to one number per rolling window,
+        e.g. ``{"minute": 1, "hour": 4, "day": 20}``; a page over the cap is skipped for that number,
+        logged and counted into its next SMS. None: no cap.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
     """
 
-    template_fields: Sequence[str] = ("mobiles", "tpl_id", "tpl_value")
+    template_fields: Sequence[str] = ("mobiles", "tpl_id", "tpl_value", "group_key")
 
     def __init__(
         self,
@@ -39,13 +60,28 @@ class JuheSmsNotifier(BaseNotifier):
         mobiles: str | Iterable[str],
         tpl_id: int | str,
         tpl_value: Mapping[str, object] | str | None = None,
+        group_key: str | None = None,
+        repeat_interval: timedelta | None = None,
+        resolve: bool = False,
+        max_per_number: Mapping[str, int] | None = None,
         juhe_conn_id: str = JuheSmsHook.default_conn_name,
+        context: Context | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(context)
+        if resolve and group_key is None:
+            raise JuheInputError("resolve=True needs a group_key: it closes that key's open episode")
+        if repeat_interval is not None and not isinstance(repeat_interval, timedelta):
+            raise JuheInputError(f"repeat_interval must be a timedelta, not {type(repeat_interval).__name__}")
         self.mobiles = mobiles
         self.tpl_id = tpl_id
         self.tpl_value = tpl_value
+        self.group_key = group_key
+        self.repeat_interval = repeat_interval
+        self.resolve = resolve
+        with input_checks():
+            self.max_per_number = policy.check_caps(max_per_number) if max_per_number else None
         self.juhe_conn_id = juhe_conn_id
+        self._jinja_env: jinja2.Environment | None = None
 
     @cached_property
     def hook(self) -> JuheSmsHook:
@@ -63,7 +99,16 @@ class JuheSmsNotifier(BaseNotifier):
         # DAG-level callbacks may carry a scheduler-side DAG without a Jinja environment of its own.
         if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
             jinja_env = self.get_template_env()
-        super().render_template_fields(context, jinja_env)
+        if jinja_env is None:
+            jinja_env = self.get_template_env(dag=context.get("dag"))
+        self._jinja_env = jinja_env
+        # tpl_value is rendered when the count it may show is known (in notify).
+        fields = [name for name in self.template_fields if name != "tpl_value"]
+        self._do_render_template_fields(self, fields, context, jinja_env, set())
+
+    async def async_notify(self, context: Context) -> None:
+        """The same path as :meth:`notify`, on a thread: the event loop never waits for a call."""
+        await asyncio.to_thread(self.notify, context)
 
     def notify(self, context: Context) -> None:
         recipients = parse_recipients(self.mobiles)
@@ -75,8 +120,97 @@ class JuheSmsNotifier(BaseNotifier):
             )
         if not recipients.valid:
             raise JuheInputError(f"mobiles: no valid number to page in {mask_sample(recipients.invalid)}")
-        sent = self.hook.send_sms(recipients.valid, self.tpl_id, self.tpl_value)
-        self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
+        now = clock()
+        episode_key = episode = decision = None
+        if self.group_key is not None:
+            episode_key = state.variable_key("alert", str(self.group_key))
+            episode = state.load(episode_key)
+            if self.resolve:
+                decision = policy.decide_resolve(episode, now)
+            else:
+                decision = policy.decide_alert(episode, now, self.repeat_interval)
+            if not decision.send:
+                if not self.resolve:
+                    self._save_episode(episode_key, decision.state)
+                self.log.info(
+                    "Alert %r: %s, nothing sent",
+                    self.group_key,
+                    "no open episode to resolve"
+                    if self.resolve
+                    else f"held back within repeat_interval ({decision.state['suppressed']} so far)",
+                )
+                return
+        allowed = {number: 0 for number in recipients.valid}
+        caps_key = caps = admission = None
+        if self.max_per_number:
+            caps_key = state.variable_key("caps", str(self.tpl_id))
+            caps = state.load(caps_key)
+            admission = policy.admit(caps, recipients.valid, now, self.max_per_number)
+            allowed = admission.allowed
+            if admission.refused:
+                self.log.warning(
+                    "Not paging %d number(s) at their max_per_number cap %s: %s",
+                    len(admission.refused),
+                    self.max_per_number,
+                    mask_sample(admission.refused),
+                )
+            self._save_caps(caps_key, admission.state)
+        if not allowed:  # every number is capped: the episode's SMS did not go out, count it as held back
+            if decision is not None and episode_key is not None and not self.resolve:
+                held = dict(episode or {})
+                self._save_episode(episode_key, {**held, "suppressed": held.get("suppressed", 0) + 1})
+            return
+        if decision is not None and episode_key is not None:
+            self._save_episode(
+                episode_key, decision.state
+            )  # claimed before sending: a racing callback holds back
+        held_back = decision.suppressed_count if decision is not None else 0
+        self._send(context, allowed, held_back, episode_key, episode, caps_key, admission, now)
+
+    def _send(
+        self,
+        context: Context,
+        allowed: Mapping[str, int],
+        held_back: int,
+        episode_key: str | None,
+        episode: Mapping[str, Any] | None,
+        caps_key: str | None,
+        admission: policy.Admission | None,
+        now: float,
+    ) -> None:
+        """One call per distinct count shown; on failure, what was claimed for the unpaged is given back."""
+        by_count: dict[int, list[str]] = {}
+        for number, skipped in allowed.items():
+            by_count.setdefault(held_back + skipped, []).append(number)
+        unpaged: list[str] = []
+        error: Exception | None = None
+        for count, numbers in by_count.items():
+            value = self.render_template(
+                self.tpl_value, {**context, "suppressed_count": count}, self._jinja_env
+            )
+            try:
+                sent = self.hook.send_sms(numbers, self.tpl_id, value)
+            except Exception as exc:
+                unpaged += numbers
+                error = error or exc
+                continue
+            self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
+        if error is None:
+            return
+        # A page that did not go out must not hold back the next one: a duplicate beats a silence.
+        if episode_key is not None and len(unpaged) == len(allowed):
+            self._save_episode(episode_key, dict(episode or {}))
+        if caps_key is not None and admission is not None:
+            self._save_caps(caps_key, policy.release(admission.state, unpaged, now, admission.allowed))
+        raise error
+
+    def _save_episode(self, key: str, record: Mapping[str, Any]) -> None:
+        state.save(
+            key, {**record, "group_key": str(self.group_key)}, f"juhe_sms alert episode {self.group_key!r}"
+        )
+
+    def _save_caps(self, key: str, record: Mapping[str, Any]) -> None:
+        state.save(key, dict(record), f"juhe_sms per-number caps of template {self.tpl_id}")
 
 
 send_juhe_sms_notification = JuheSmsNotifier

@@ -124,3 +124,19 @@ with suite_dag("juhe_test_send_crash", retries=0, mobiles=[], tpl_id=1):
         batch_size=10,
         max_workers=1,
     )
+
+# Five tasks fail together; the notifier guards one number with a per-number cap, no grouping.
+with suite_dag("juhe_test_alert_caps", mobiles="", tpl_id=1):
+    capped = JuheSmsNotifier(
+        mobiles="{{ params.mobiles }}",
+        tpl_id="{{ params.tpl_id }}",
+        tpl_value={"#task#": "{{ ti.task_id }}", "#more#": "{{ suppressed_count }}"},
+        max_per_number={"minute": 1, "hour": 2},
+    )
+    for n in range(5):
+
+        @task(task_id=f"fails_{n}", on_failure_callback=capped, retries=0)
+        def fails() -> None:
+            raise ValueError("the task's own error")
+
+        fails()

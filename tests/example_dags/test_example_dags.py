@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.dag_runs import dagbag_import_errors, run_dag
@@ -34,20 +36,36 @@ def test_template_flow(sandbox_conn, without_logical_date):
     assert [t["state_name"] for t in result.xcom("wait_for_approval")] == ["approved"] * 4
 
 
-def test_failure_alert_pages_once_per_failed_task_and_once_for_the_run(sandbox_conn, monkeypatch):
-    tpl_id = sandbox_conn.add_template("#dag#.#task# 失败，请处理", "运维")
-    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ON_CALL_MOBILES", "13800138000")
-    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ALERT_TPL_ID", str(tpl_id))
+ALERT_TEXT = "#dag#：#task#失败，另有#more#条告警已合并，请处理"
+RECOVERY_TEXT = "#dag#已恢复，期间合并告警#more#条"
 
-    result = run_dag("example_juhe_failure_alert")
 
-    assert result.state == "failed"
-    texts = sorted(m["text"] for m in sandbox_conn.messages())
-    assert texts == [
-        "【运维】example_juhe_failure_alert.extract_statements 失败，请处理",
-        "【运维】example_juhe_failure_alert.reconcile_ledger 失败，请处理",
-        "【运维】example_juhe_failure_alert.整个运行 失败，请处理",
-    ]
+@pytest.fixture
+def on_call(sandbox_conn, monkeypatch, alert_state):
+    """The alert example's Variables, pointing at the sandbox's templates."""
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ON_CALL_MOBILES", "13800138000, 1380013800")  # one typo
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_ALERT_TPL_ID", str(sandbox_conn.add_template(ALERT_TEXT, "运维")))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_JUHE_RECOVERY_TPL_ID", str(sandbox_conn.add_template(RECOVERY_TEXT, "运维"))
+    )
+    return sandbox_conn
+
+
+def test_failure_alert_twenty_failures_page_once_then_one_recovery(on_call):
+    failed = run_dag("example_juhe_failure_alert")
+    recovered = run_dag("example_juhe_failure_alert", warehouse_down=False)
+    still_fine = run_dag("example_juhe_failure_alert", warehouse_down=False)
+
+    assert failed.state == "failed"
+    assert list(failed.states.values()) == ["failed"] * 20
+    assert (recovered.state, still_fine.state) == ("success", "success")
+    texts = [m["text"] for m in on_call.messages()]
+    assert len(texts) == 2, texts  # 20 task callbacks + 1 DAG callback → 1 alert; 2 good runs → 1 recovery
+    assert re.fullmatch(
+        r"【运维】example_juhe_failure_alert：load_partition_\d\d失败，另有0条告警已合并，请处理", texts[0]
+    )
+    assert texts[1] == "【运维】example_juhe_failure_alert已恢复，期间合并告警20条"
+    assert all(m["mobiles"] == ["13800138000"] for m in on_call.messages())  # the typo did not stop it
 
 
 @pytest.mark.parametrize("without_logical_date", [False, True], ids=["logical-date", "no-logical-date"])

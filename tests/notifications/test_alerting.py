@@ -1,0 +1,173 @@
+"""Alert episodes, repeat intervals, recovery and per-number caps, inside real DAG runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_juhe.notifications import juhe_sms as notifier_module
+from airflow_provider_juhe.notifications.juhe_sms import JuheSmsNotifier
+from tests.conftest import REPO
+from tests.dag_runs import run_dag
+from tests.example_dags.test_example_dags import on_call  # noqa: F401 - the example's Variables
+
+pytestmark = pytest.mark.usefixtures("alert_state")
+
+
+class Clock:
+    """Stands in for the notifier's clock, so that an hour passes in a test."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now = 1_800_000_000.0
+        monkeypatch.setattr(notifier_module, "clock", lambda: self.now)
+
+
+def test_a_dag_failing_in_consecutive_runs_pages_once_per_repeat_interval(on_call, monkeypatch):  # noqa: F811
+    clock = Clock(monkeypatch)
+
+    for _ in range(3):  # three hourly... failing runs, a minute apart, inside the hour
+        assert run_dag("example_juhe_failure_alert").state == "failed"
+        clock.now += 60
+    assert len(on_call.messages()) == 1
+    clock.now += 3600
+    assert run_dag("example_juhe_failure_alert").state == "failed"
+
+    texts = [m["text"] for m in on_call.messages()]
+    assert len(texts) == 2
+    assert "另有62条告警已合并" in texts[1]  # 20 + 21 + 21 held back (19 tasks + the DAG, then 20 + the DAG)
+
+
+def test_the_per_number_cap_holds_and_counts_into_the_next_page(sandbox_conn, monkeypatch):
+    clock = Clock(monkeypatch)
+    tpl_id = sandbox_conn.add_template("#task#失败，另有#more#条未发", "运维")
+    conf = {"mobiles": "13800138000", "tpl_id": tpl_id}
+
+    sent_per_run = []
+    for step in (0, 61, 61, 3600):  # minute cap 1, hour cap 2
+        clock.now += step
+        before = len(sandbox_conn.messages())
+        assert run_dag("juhe_test_alert_caps", **conf).state == "failed"
+        sent_per_run.append(len(sandbox_conn.messages()) - before)
+
+    assert sent_per_run == [1, 1, 0, 1]  # 5 failures each run
+    shown = [m["text"].split("另有")[1] for m in sandbox_conn.messages()]
+    assert shown == ["0条未发", "4条未发", "9条未发"]
+
+
+CHILD = """
+import sys
+from tests.dag_runs import run_dag
+print(run_dag("example_juhe_failure_alert").state)
+"""
+
+
+def test_episodes_hold_across_processes(on_call, monkeypatch):  # noqa: F811
+    """Two DAG runs, each in a process of its own (as two workers would be): one SMS."""
+    for _ in range(2):
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD],
+            cwd=REPO,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.stdout.strip().splitlines()[-1] == "failed", child.stderr[-2000:]
+    assert len(on_call.messages()) == 1
+
+    Clock(monkeypatch).now += 10**6  # long after: this process sees what the two children counted
+    assert run_dag("example_juhe_failure_alert").state == "failed"
+
+    assert "另有41条告警已合并" in on_call.messages()[-1]["text"]
+
+
+def test_a_page_that_failed_does_not_hold_back_the_next(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("#dag#失败", "运维")
+    alert = JuheSmsNotifier(
+        mobiles="13800138000",
+        tpl_id=tpl_id,
+        tpl_value={"#dag#": "etl"},
+        group_key="etl",
+        repeat_interval=timedelta(hours=1),
+        max_per_number={"minute": 1},
+    )
+    sandbox_conn.inject("error", error_code=228806)  # the next call fails: nothing sent
+
+    alert({"dag": None})
+    alert({"dag": None})
+
+    assert len(sandbox_conn.messages()) == 1
+
+
+class ChannelOnAnotherThread:
+    """
+    Stands in for the triggerer's supervisor channel: it answers Variable reads and writes from a
+    thread, and records any blocking call made on the event loop's thread (the real one would raise
+    DeadlockImminentError there, or quietly fall back to a default).
+    """
+
+    def __init__(self) -> None:
+        self.variables: dict[str, str] = {}
+        self.loop_thread: int | None = None
+        self.on_loop: list[str] = []
+        self.served: list[str] = []
+
+    def send(self, msg):
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import ErrorResponse, VariableResult
+
+        name = type(msg).__name__
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop.append(name)
+        self.served.append(name)
+        if name == "GetVariable":
+            if msg.key in self.variables:
+                return VariableResult(key=msg.key, value=self.variables[msg.key])
+            return ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": msg.key})
+        if name == "PutVariable":
+            self.variables[msg.key] = msg.value
+        return None
+
+    async def asend(self, msg):
+        return self.send(msg)
+
+
+def test_async_notify_runs_where_airflow_runs_it_without_blocking_the_loop(sandbox_conn, monkeypatch):
+    """As a deadline alert: Airflow's CallbackTrigger imports the notifier by path and awaits it."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.triggers.callback import CallbackTrigger
+
+    channel = ChannelOnAnotherThread()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
+    tpl_id = sandbox_conn.add_template("#dag#超时未完成", "运维")
+    kwargs = {
+        "mobiles": "13800138000",
+        "tpl_id": tpl_id,
+        "tpl_value": {"#dag#": "{{ dag_run.dag_id }}"},
+        "group_key": "{{ dag_run.dag_id }}",
+        "repeat_interval": None,
+    }
+
+    async def run_twice() -> list[dict]:
+        channel.loop_thread = threading.get_ident()
+        events = []
+        for _ in range(2):
+            trigger = CallbackTrigger(
+                callback_path="airflow_provider_juhe.notifications.juhe_sms.JuheSmsNotifier",
+                callback_kwargs={**kwargs, "context": {"dag_run": {"dag_id": "nightly_etl"}}},
+            )
+            events += [event.payload async for event in trigger.run()]
+        return events
+
+    events = asyncio.run(run_twice())
+
+    assert [e["state"] for e in events] == ["running", "success"] * 2, events
+    assert [m["text"] for m in sandbox_conn.messages()] == ["【运维】nightly_etl超时未完成"] * 2
+    assert channel.on_loop == []
+    assert "PutVariable" in channel.served  # the episode was recorded through the channel
