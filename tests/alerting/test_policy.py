@@ -86,3 +86,14 @@ def test_variable_keys_are_short_and_url_safe_for_any_group_key():
     assert key.startswith("juhe_sms_alert_")
     assert len(key) < 64
     assert key.replace("_", "").isalnum()
+
+
+def test_state_that_cannot_be_read_is_treated_as_absent(monkeypatch):
+    from airflow_provider_juhe.alerting import state
+
+    def broken(key):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+
+    monkeypatch.setattr(state, "_load", broken)
+
+    assert state.load("juhe_sms_alert_x") is None
