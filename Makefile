@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench e2e clean
 
 install: $(STAMP)
 
@@ -24,6 +24,18 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# The end-to-end tier: the built wheel (not the source tree) in its own virtualenv, inside a real
+# Airflow (api-server, scheduler, dag-processor, triggerer) started and stopped by e2e/run.py.
+E2E_VENV := .venv-e2e
+e2e: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	test -x $(E2E_VENV)/bin/python || $(PYTHON) -m venv $(E2E_VENV)
+	$(E2E_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(E2E_VENV)/bin/python -m pip install --quiet dist/*.whl
+	$(E2E_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps dist/*.whl
+	cd /tmp && $(CURDIR)/$(E2E_VENV)/bin/python $(CURDIR)/e2e/run.py
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/bulk_send.py
@@ -31,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dry_run_memory.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(E2E_VENV) dist build .demo .pytest_cache .ruff_cache *.egg-info

@@ -53,12 +53,14 @@ def _load(key: str) -> Any:
     return MetadataVariable.get(key, default_var=None, deserialize_json=True)
 
 
-def save(key: str, record: dict[str, Any], description: str) -> None:
-    """Store ``record`` under ``key`` (JSON); a failure is logged, never raised over the page."""
+def save(key: str, record: dict[str, Any], description: str) -> bool:
+    """Store ``record`` under ``key`` (JSON); a failure is logged (False), never raised over the page."""
     try:
         _save(key, record, description)
     except Exception:
         log.warning("Could not store alert state %s", key, exc_info=True)
+        return False
+    return True
 
 
 def _save(key: str, record: dict[str, Any], description: str) -> None:

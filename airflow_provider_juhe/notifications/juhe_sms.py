@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,17 @@ if TYPE_CHECKING:
 
 #: Seconds since the epoch; shared by every process that pages, so intervals hold across them.
 clock = time.time
+#: How long a claim waits for a racing notification's claim to land before it is checked (seconds).
+CLAIM_SETTLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An episode's SMS, claimed: where it is kept, the state before the claim, and the decision."""
+
+    key: str
+    previous: Mapping[str, Any] | None
+    decision: policy.Decision
 
 
 class JuheSmsNotifier(BaseNotifier):
@@ -121,64 +134,90 @@ class JuheSmsNotifier(BaseNotifier):
         if not recipients.valid:
             raise JuheInputError(f"mobiles: no valid number to page in {mask_sample(recipients.invalid)}")
         now = clock()
-        episode_key = episode = decision = None
+        claim = None
         if self.group_key is not None:
-            episode_key = state.variable_key("alert", str(self.group_key))
-            episode = state.load(episode_key)
-            if self.resolve:
-                decision = policy.decide_resolve(episode, now)
-            else:
-                decision = policy.decide_alert(episode, now, self.repeat_interval)
-            if not decision.send:
-                if not self.resolve:
-                    self._save_episode(episode_key, decision.state)
-                self.log.info(
-                    "Alert %r: %s, nothing sent",
-                    self.group_key,
-                    "no open episode to resolve"
-                    if self.resolve
-                    else f"held back within repeat_interval ({decision.state['suppressed']} so far)",
-                )
+            claim = self._claim_episode(now)
+            if claim is None:
                 return
-        allowed = {number: 0 for number in recipients.valid}
-        caps_key = caps = admission = None
-        if self.max_per_number:
-            caps_key = state.variable_key("caps", str(self.tpl_id))
-            caps = state.load(caps_key)
-            admission = policy.admit(caps, recipients.valid, now, self.max_per_number)
-            allowed = admission.allowed
-            if admission.refused:
-                self.log.warning(
-                    "Not paging %d number(s) at their max_per_number cap %s: %s",
-                    len(admission.refused),
-                    self.max_per_number,
-                    mask_sample(admission.refused),
-                )
-            self._save_caps(caps_key, admission.state)
-        if not allowed:  # every number is capped: the episode's SMS did not go out, count it as held back
-            if decision is not None and episode_key is not None and not self.resolve:
-                held = dict(episode or {})
-                self._save_episode(episode_key, {**held, "suppressed": held.get("suppressed", 0) + 1})
+        allowed, caps = self._admit(recipients.valid, now)
+        if not allowed:  # every number is at its cap: the episode's SMS did not go out
+            if claim is not None:
+                self._give_back(claim, count_this_one=not self.resolve)
             return
-        if decision is not None and episode_key is not None:
-            self._save_episode(
-                episode_key, decision.state
-            )  # claimed before sending: a racing callback holds back
-        held_back = decision.suppressed_count if decision is not None else 0
-        self._send(context, allowed, held_back, episode_key, episode, caps_key, admission, now)
+        held_back = claim.decision.suppressed_count if claim is not None else 0
+        unpaged, error = self._send(context, allowed, held_back)
+        if error is None:
+            return
+        # A page that did not go out must not hold back the next one: a duplicate beats a silence.
+        if claim is not None and len(unpaged) == len(allowed):
+            self._give_back(claim, count_this_one=False)
+        if caps is not None:
+            caps_key, admission = caps
+            self._save_caps(caps_key, policy.release(admission.state, unpaged, now, admission.allowed))
+        raise error
+
+    def _claim_episode(self, now: float) -> _Claim | None:
+        """
+        Decide from the episode's state; claim the SMS, let a racing notification's claim land, and
+        send only if ours is still the one stored (Variables have no compare-and-set). None: hold back.
+        """
+        key = state.variable_key("alert", str(self.group_key))
+        previous = state.load(key)
+        if self.resolve:
+            decision = policy.decide_resolve(previous, now)
+        else:
+            decision = policy.decide_alert(previous, now, self.repeat_interval)
+        if not decision.send:
+            if not self.resolve:
+                self._save_episode(key, decision.state)
+            self.log.info(
+                "Alert %r: %s, nothing sent",
+                self.group_key,
+                "no open episode to resolve"
+                if self.resolve
+                else f"held back within repeat_interval ({decision.state['suppressed']} so far)",
+            )
+            return None
+        token = uuid.uuid4().hex
+        if self._save_episode(key, {**decision.state, "claim": token}):
+            time.sleep(CLAIM_SETTLE_SECONDS)
+            current = state.load(key)
+            if current is not None and current.get("claim") != token:  # a later claim won: it sends
+                if not self.resolve:
+                    self._save_episode(key, {**current, "suppressed": current.get("suppressed", 0) + 1})
+                self.log.info("Alert %r: another notification is sending it, nothing sent", self.group_key)
+                return None
+        return _Claim(key, previous, decision)
+
+    def _give_back(self, claim: _Claim, count_this_one: bool) -> None:
+        """The claimed SMS did not go out: restore the episode, counting this notification if it was held."""
+        restored = dict(claim.previous or {})
+        if count_this_one:
+            restored["suppressed"] = restored.get("suppressed", 0) + 1
+        self._save_episode(claim.key, restored)
+
+    def _admit(
+        self, numbers: list[str], now: float
+    ) -> tuple[dict[str, int], tuple[str, policy.Admission] | None]:
+        """The numbers under their caps, each with the pages skipped for it; the caps record written."""
+        if not self.max_per_number:
+            return {number: 0 for number in numbers}, None
+        key = state.variable_key("caps", str(self.tpl_id))
+        admission = policy.admit(state.load(key), numbers, now, self.max_per_number)
+        if admission.refused:
+            self.log.warning(
+                "Not paging %d number(s) at their max_per_number cap %s: %s",
+                len(admission.refused),
+                self.max_per_number,
+                mask_sample(admission.refused),
+            )
+        self._save_caps(key, admission.state)
+        return admission.allowed, (key, admission)
 
     def _send(
-        self,
-        context: Context,
-        allowed: Mapping[str, int],
-        held_back: int,
-        episode_key: str | None,
-        episode: Mapping[str, Any] | None,
-        caps_key: str | None,
-        admission: policy.Admission | None,
-        now: float,
-    ) -> None:
-        """One call per distinct count shown; on failure, what was claimed for the unpaged is given back."""
+        self, context: Context, allowed: Mapping[str, int], held_back: int
+    ) -> tuple[list[str], Exception | None]:
+        """One call per distinct count shown; returns the numbers not paged and the first error."""
         by_count: dict[int, list[str]] = {}
         for number, skipped in allowed.items():
             by_count.setdefault(held_back + skipped, []).append(number)
@@ -195,17 +234,10 @@ class JuheSmsNotifier(BaseNotifier):
                 error = error or exc
                 continue
             self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
-        if error is None:
-            return
-        # A page that did not go out must not hold back the next one: a duplicate beats a silence.
-        if episode_key is not None and len(unpaged) == len(allowed):
-            self._save_episode(episode_key, dict(episode or {}))
-        if caps_key is not None and admission is not None:
-            self._save_caps(caps_key, policy.release(admission.state, unpaged, now, admission.allowed))
-        raise error
+        return unpaged, error
 
-    def _save_episode(self, key: str, record: Mapping[str, Any]) -> None:
-        state.save(
+    def _save_episode(self, key: str, record: Mapping[str, Any]) -> bool:
+        return state.save(
             key, {**record, "group_key": str(self.group_key)}, f"juhe_sms alert episode {self.group_key!r}"
         )
 
