@@ -69,10 +69,10 @@ class JuheSmsNotifier(BaseNotifier):
 
     def __init__(
         self,
-        *,
         mobiles: str | Iterable[str],
         tpl_id: int | str,
         tpl_value: Mapping[str, object] | str | None = None,
+        *,
         group_key: str | None = None,
         repeat_interval: timedelta | None = None,
         resolve: bool = False,

@@ -74,3 +74,11 @@ def test_an_invalid_number_in_the_on_call_list_does_not_stop_the_page(sandbox_co
 
     assert result.states == {"succeeds": "success", "fails": "failed"}
     assert [sorted(m["mobiles"]) for m in sandbox_conn.messages()] == [["13100001111", "13800138000"]] * 2
+
+
+def test_the_contract_signature_takes_mobiles_tpl_id_and_values_by_position(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("#dag#失败", "运维")
+
+    JuheSmsNotifier("13800138000", tpl_id, {"#dag#": "etl"})({"dag": None})
+
+    assert [m["text"] for m in sandbox_conn.messages()] == ["【运维】etl失败"]
