@@ -109,11 +109,10 @@ class JuheSmsNotifier(BaseNotifier):
             self.log.exception("Juhe SMS notification failed; the task's own outcome stands")
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        # DAG-level callbacks may carry a scheduler-side DAG without a Jinja environment of its own.
-        if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
-            jinja_env = self.get_template_env()
         if jinja_env is None:
-            jinja_env = self.get_template_env(dag=context.get("dag"))
+            # DAG-level callbacks may carry a scheduler-side DAG without a Jinja environment of its own.
+            dag = context.get("dag")
+            jinja_env = self.get_template_env(dag=dag if hasattr(dag, "get_template_env") else None)
         self._jinja_env = jinja_env
         # tpl_value is rendered when the count it may show is known (in notify).
         fields = [name for name in self.template_fields if name != "tpl_value"]

@@ -36,7 +36,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.state.handle(url.path, self.command, params, url.query)
         # Latency is the response time a remote API would show: the sandbox's own work counts in it.
         wait = reply.delay - (time.monotonic() - arrived)
-        if reply.delay and wait > 0:
+        if wait > 0:
             time.sleep(wait)
         if reply.drop:
             self.close_connection = True
