@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_juhe.exceptions import JuheAuthError, JuheError, JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
-from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, parse_recipients, require_valid
+from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid, split_mobiles
 from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
-from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLedger
-from airflow_provider_juhe.sending.plan import (
-    Batch,
-    SendPlan,
-    resolve_carrier_tpl_ids,
-    validate_batching,
+from airflow_provider_juhe.sending.ledger import SendLedger
+from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
+from airflow_provider_juhe.sending.recipients import (
+    NOT_A_NUMBER,
+    Audience,
+    audience_from_mobiles,
+    audience_from_rows,
+    is_location,
+    read_suppressed,
+    template_variables,
 )
-from airflow_provider_juhe.sending.report import SendSummary
-from airflow_provider_juhe.sms_content import encode_tpl_value, render_text, sms_parts
+from airflow_provider_juhe.sending.report import SendSummary, report_rows, write_report
+from airflow_provider_juhe.sending.window import SendWindow, now
+from airflow_provider_juhe.sms_content import decode_tpl_value, encode_tpl_value, render_text, sms_parts
 
 if TYPE_CHECKING:
     import jinja2
@@ -30,6 +35,9 @@ GROUPING_SOURCES = ("api", "local")
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_WORKERS = 4
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+#: Template fields that hold customers' numbers (and values): masked once rendered.
+PERSONAL_FIELDS = ("mobiles", "recipients", "suppress")
 
 
 class JuheBaseOperator(BaseOperator):
@@ -130,38 +138,71 @@ class JuheGroupMobilesOperator(JuheBaseOperator):
 
 class JuheSendSmsOperator(JuheBaseOperator):
     """
-    Send an approved template to many numbers, every recipient accounted for, none twice.
+    Send an approved template to many numbers, or personalised text to many customers, every
+    recipient accounted for, none twice.
 
-    Numbers are normalised, de-duplicated and validated (invalid ones are reported, never sent), then
-    sent in batches of ``batch_size`` numbers per call, up to ``max_workers`` calls at once. The first
-    try of a task instance fixes the plan (which number goes with which template, in which batch) in
-    the task-instance state store; later tries replay it and never send a batch an earlier try may
-    have sent. Returns the summary ``{"requested", "sent", "fee", "suppressed", "invalid",
-    "invalid_count", "failed", "failed_count", "unknown", "unknown_count", "batches", "report"}``.
-    When anything failed the task fails after every batch was tried (a retry sends what surely
-    failed); when only unknowns are left it fails without retries, or succeeds with a warning when
+    Give ``mobiles`` (one ``tpl_value`` for all) or ``recipients`` (one row per customer, its own
+    variables). Numbers are normalised, de-duplicated and validated (invalid ones are reported, never
+    sent); numbers in ``suppress`` are never sent. Numbers with equal values share calls of up to
+    ``batch_size`` numbers, up to ``max_workers`` calls at once. The first try of a task instance fixes
+    the plan in the task-instance state store; later tries (and resumptions after a send window
+    closed) replay it and never send a batch an earlier try may have sent. Returns the summary
+    ``{"requested", "sent", "fee", "suppressed", "invalid", "invalid_count", "failed", "failed_count",
+    "unknown", "unknown_count", "batches", "report"}`` (lists capped at 1,000 numbers each). When
+    anything failed the task fails after every batch was tried (a retry sends what surely failed);
+    when only unknowns are left it fails without retries, or succeeds with a warning when
     ``fail_on_unknown=False``.
 
+    After rendering, ``mobiles``, ``recipients`` and ``suppress`` values that hold numbers (not a
+    path) are replaced by a masked description, which is what Airflow stores as the task's rendered
+    fields: customers' numbers and values stay out of the Rendered Templates view.
+
     :param mobiles: a list, or a string separated by commas, whitespace or newlines. (templated)
+    :param recipients: instead of ``mobiles``: rows, each a mapping with the number under
+        ``mobile_field`` and template variables under the other keys; or a path/URI (``str`` or
+        ``ObjectStoragePath``) of a ``.csv`` (with a header row) or ``.jsonl`` file, optionally
+        ``.gz``, read as a stream. A row's variables override ``tpl_value``; when the template text is
+        readable, a row missing one of its variables is invalid. (templated)
+    :param mobile_field: the key or CSV column that holds the number.
     :param tpl_id: an approved template id, for every number. (templated)
     :param tpl_value: the template variables, ``{"code": "123456"}`` (or an encoded string). (templated)
     :param carrier_tpl_ids: instead of ``tpl_id``: per-carrier template ids (e.g. the submit task's
         XComArg); each number goes with its carrier's template, unknown carriers with ``all``. (templated)
     :param source: how numbers are grouped for ``carrier_tpl_ids``: ``"api"`` or ``"local"``. (templated)
+    :param suppress: numbers never to send to (opt-outs): a list, or a path/URI of a text file (one
+        number a line) or of a CSV with a ``mobile`` column. (templated)
+    :param send_window: ``("08:00", "21:00")``: local times (``HH:MM[:SS]``) between which calls may
+        start. Outside it the task defers (holding no worker slot) until the window opens, and a
+        send still running when it closes defers and resumes at the next opening. (templated)
+    :param timezone: the time zone of ``send_window``. (templated)
+    :param report_path: a path/URI where a CSV with one row per requested number (status, sid, fee,
+        error) is written at the end of each try, covering every try. (templated)
     :param batch_size: numbers per API call, 1 to 1,000 (a retry keeps the first try's).
     :param max_workers: API calls in flight at once, 1 to 64.
-    :param dry_run: validate, group, plan batches and estimate the fee without sending.
+    :param dry_run: validate, group, plan and estimate the fee (SMS parts of each rendered text)
+        without sending.
     :param fail_on_unknown: fail the task when some numbers have an unknown outcome; with ``False`` they
         are reported (summary, a warning) and the task succeeds.
     """
 
-    template_fields: Sequence[str] = ("mobiles", "tpl_id", "tpl_value", "carrier_tpl_ids", "source")
+    template_fields: Sequence[str] = (
+        "mobiles",
+        "recipients",
+        "tpl_id",
+        "tpl_value",
+        "carrier_tpl_ids",
+        "source",
+        "suppress",
+        "send_window",
+        "timezone",
+        "report_path",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"tpl_value": "json", "carrier_tpl_ids": "json"}
 
     def __init__(
         self,
         *,
-        mobiles: str | Iterable[str],
+        mobiles: str | Iterable[str] | None = None,
         tpl_id: int | str | None = None,
         tpl_value: Mapping[str, object] | str | None = None,
         carrier_tpl_ids: Mapping[str, Any] | None = None,
@@ -170,107 +211,172 @@ class JuheSendSmsOperator(JuheBaseOperator):
         max_workers: int = DEFAULT_MAX_WORKERS,
         dry_run: bool = False,
         fail_on_unknown: bool = True,
+        recipients: Any = None,
+        mobile_field: str = "mobile",
+        suppress: Any = None,
+        send_window: Sequence[str] | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
+        report_path: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         validate_batching(batch_size, max_workers)
         if (tpl_id is None) == (carrier_tpl_ids is None):
             raise ValueError("tpl_id, carrier_tpl_ids: give exactly one of them")
+        if (mobiles is None) == (recipients is None):
+            raise ValueError("mobiles, recipients: give exactly one of them")
         self.mobiles = mobiles
+        self.recipients = recipients
+        self.mobile_field = mobile_field
         self.tpl_id = tpl_id
         self.tpl_value = tpl_value
         self.carrier_tpl_ids = carrier_tpl_ids
         self.source = source
+        self.suppress = suppress
+        self.send_window = send_window
+        self.timezone = timezone
+        self.report_path = report_path
         self.batch_size = batch_size
         self.max_workers = max_workers
         self.dry_run = dry_run
         self.fail_on_unknown = fail_on_unknown
+        self._inputs: dict[str, Any] = {}
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # What Airflow stores and shows as rendered fields is read from these attributes afterwards.
+        for name in PERSONAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not (name != "mobiles" and is_location(value)):
+                self._inputs[name] = value
+                setattr(self, name, masked_view(value))
+
+    def _input(self, name: str) -> Any:
+        return self._inputs.get(name, getattr(self, name))
+
+    def resume_send(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Where a send deferred for its window resumes: the ledger says what is left."""
+        return self.execute(context)
 
     def call_juhe(self, context: Context) -> dict[str, Any]:
-        recipients = parse_recipients(self.mobiles)
-        if recipients.requested and not recipients.valid:
-            raise JuheInputError(_no_valid_number_message(recipients.invalid))
-        if recipients.invalid:
-            self.log.warning(
-                "%d invalid number(s) will not be sent: %s",
-                len(recipients.invalid),
-                mask_sample(recipients.invalid, limit=10),
-            )
         with input_checks():  # bad values fail here, before any request, not as an unknown per batch
-            tpl_value = encode_tpl_value(self.tpl_value)
+            window = SendWindow.parse(self.send_window, self.timezone)
+            report = report_location(self.report_path)
             carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
             tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
             _check_source(self.source)
-        summary = SendSummary(requested=recipients.requested, invalid=recipients.invalid)
-        if not self.dry_run:  # session, pool and pacer built once, sized for the workers, before any call
-            self.hook.prepare(self.max_workers)
+            suppress = read_suppressed(self._input("suppress"))
+        tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
         ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
         previous = ledger.read_plan() if ledger else None
+        templates = (
+            self._read_templates() if self.dry_run or (self.recipients is not None and not previous) else None
+        )
+        variables = previous.get("variables") if previous else self._variables(templates, tpl_ids)
+        audience = self._audience(variables, suppress)
+        summary = SendSummary(
+            requested=audience.requested, invalid=list(audience.invalid), suppressed=len(audience.suppressed)
+        )
+        if not self.dry_run:  # session, pool and pacer built once, sized for the workers, before any call
+            self.hook.prepare(self.max_workers)
         with input_checks():  # a carrier without a template, or inputs changed since an earlier try
             plan = SendPlan.make(
-                valid=recipients.valid,
-                invalid=recipients.invalid,
+                to_send=audience.to_send,
+                not_sent=[*audience.invalid, *audience.suppressed],
                 tpl_id=tpl_id,
                 carrier_tpl_ids=carrier_tpl_ids,
                 source=self.source,
-                tpl_value=tpl_value,
+                variables=variables,
                 batch_size=self.batch_size,
                 previous=previous,
                 previous_overrides=lambda: ledger.read_overrides(previous),
                 group=self.hook.group_mobiles,
             )
         if self.dry_run:
-            return self._dry_run(summary, plan.batches)
+            return self._dry_run(summary, plan, templates or {})
         if plan.replayed:
             self.log.info("Replaying the plan of an earlier try: %d batch(es)", len(plan.batches))
         else:
             ledger.save_plan(plan)
         ledger.load(len(plan.batches), replayed=plan.replayed)
-        pending = self._resume(plan.batches, ledger, summary)
-
-        self.log.info(
-            "Sending %d number(s) in %d batch(es) of up to %d, %d call(s) at once",
-            sum(len(b.mobiles) for b in pending),
-            len(pending),
-            plan.record["batch_size"],
-            self.max_workers,
-        )
-        dispatcher = Dispatcher(
-            send=lambda batch: send_batch(self.hook, batch, tpl_value),
-            ledger=ledger,
-            max_workers=self.max_workers,
-            on_outcome=lambda batch, outcome: self._record(summary, batch, outcome),
-            log=self.log,
-        )
-        not_started = dispatcher.run(pending)
-        auth_error = dispatcher.stop_outcome
-        for batch in not_started:  # only after an auth error: surely not sent
-            summary.record_failed(batch, auth_error.error_code, auth_error.reason)
-        return self._conclude(context, summary, auth_error, sent_now=len(pending) > 0)
-
-    def _resume(self, batches: list[Batch], ledger: SendLedger, summary: SendSummary) -> list[Batch]:
-        """Account for what earlier tries settled or may have started; return what is still to send."""
-        pending = []
-        for batch in batches:
-            state = ledger.state(batch.index)
-            if state == SENT:
-                summary.record_sent(batch, *ledger.sent(batch.index))
-            elif state in MAY_HAVE_STARTED:
-                summary.record_unknown(batch)
-            else:
-                pending.append(batch)
-        if len(pending) < len(batches):
+        pending = summary.resume(plan.batches, ledger)
+        if len(pending) < len(plan.batches):
             self.log.info(
                 "Earlier tries: %d number(s) sent, %d with an unknown outcome (not sent again)",
                 summary.sent,
                 summary.unknown_count,
             )
-        return pending
+        if window is not None and pending and not window.is_open(now()):
+            self._defer_to_window(window, pending, "is closed")
+
+        self.log.info(
+            "Sending %d number(s) in %d call(s) of up to %d number(s), %d call(s) at once",
+            sum(len(b.mobiles) for b in pending),
+            len(pending),
+            plan.batch_size,
+            self.max_workers,
+        )
+        dispatcher = Dispatcher(
+            send=lambda batch: send_batch(self.hook, batch),
+            ledger=ledger,
+            max_workers=self.max_workers,
+            on_outcome=lambda batch, outcome: self._record(summary, batch, outcome),
+            log=self.log,
+            should_stop=None if window is None else lambda: not window.is_open(now()),
+        )
+        not_started = dispatcher.run(pending)
+        auth_error = dispatcher.stop_outcome
+        if not_started and auth_error is None:  # the window closed: nothing was refused
+            self._defer_to_window(window, not_started, "closed")
+        for batch in not_started:  # only after an auth error: surely not sent
+            summary.record(batch, auth_error)
+        if report is not None:
+            summary.report = self._write_report(report, plan, ledger, summary, audience)
+        return self._conclude(context, summary, auth_error, sent_now=len(pending) > 0)
+
+    def _audience(self, variables: dict[str, list[str]] | None, suppress: frozenset[str]) -> Audience:
+        with input_checks():
+            if self.recipients is None:
+                audience = audience_from_mobiles(
+                    self._input("mobiles"), encode_tpl_value(self.tpl_value), suppress
+                )
+            else:
+                required = frozenset(v for names in (variables or {}).values() for v in names)
+                audience = audience_from_rows(
+                    self._input("recipients"),
+                    mobile_field=self.mobile_field,
+                    tpl_value=self.tpl_value,
+                    required=required if variables else None,
+                    suppress=suppress,
+                )
+        invalid = list(audience.invalid)
+        if invalid and not audience.to_send and not audience.suppressed:
+            raise JuheInputError(_nothing_to_send_message(audience.invalid))
+        if invalid:
+            self.log.warning(
+                "%d invalid entr(ies) will not be sent: %s", len(invalid), mask_sample(invalid, limit=10)
+            )
+        if audience.suppressed:
+            self.log.info("%d number(s) in the opt-out list will not be sent", len(audience.suppressed))
+        return audience
+
+    def _defer_to_window(self, window: SendWindow, left: list[Batch], closed: str) -> NoReturn:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        opening = window.next_opening(now())
+        self.log.info(
+            "The send window %s %s: %d number(s) in %d call(s) left; resuming at %s",
+            window,
+            closed,
+            sum(len(b.mobiles) for b in left),
+            len(left),
+            opening.isoformat(),
+        )
+        self.defer(trigger=DateTimeTrigger(moment=opening), method_name="resume_send")
 
     def _record(self, summary: SendSummary, batch: Batch, outcome: Outcome) -> None:
-        if outcome.status == "sent":
-            summary.record_sent(batch, outcome.sid, outcome.fee)
-        elif outcome.status == "failed":
+        summary.record(batch, outcome)
+        if outcome.status == "failed":
             self.log.warning(
                 "Batch %d (%d numbers) failed: %s %s",
                 batch.index,
@@ -278,8 +384,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 outcome.error_code,
                 outcome.reason,
             )
-            summary.record_failed(batch, outcome.error_code, outcome.reason)
-        else:
+        elif outcome.status == "unknown":
             self.log.warning(
                 "Outcome of batch %d (%d numbers: %s) is unknown%s: %s",
                 batch.index,
@@ -288,19 +393,33 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 f" (sid {outcome.sid})" if outcome.sid else "",
                 outcome.reason,
             )
-            summary.record_unknown(batch)
+
+    def _write_report(
+        self, location: Any, plan: SendPlan, ledger: SendLedger, summary: SendSummary, audience: Audience
+    ) -> str:
+        rows = report_rows(plan, ledger, summary.outcomes, audience.invalid, audience.suppressed)
+        try:
+            uri = write_report(location, rows)
+        except Exception as error:
+            # A retry re-sends nothing settled and writes the report again.
+            raise JuheError(
+                f"report_path: could not write {location}: {type(error).__name__}: {error}"
+            ) from None
+        self.log.info("Wrote the per-recipient report to %s", uri)
+        return uri
 
     def _conclude(
         self, context: Context, summary: SendSummary, auth_error: Outcome | None, *, sent_now: bool
     ) -> dict[str, Any]:
         result = summary.as_dict()
         self.log.info(
-            "Requested %d: sent %d in %d batch(es), fee %d; invalid %d, failed %d, unknown %d",
+            "Requested %d: sent %d in %d call(s), fee %d; invalid %d, suppressed %d, failed %d, unknown %d",
             summary.requested,
             summary.sent,
             len(summary.batches),
             summary.fee,
             summary.invalid_count,
+            summary.suppressed,
             summary.failed_count,
             summary.unknown_count,
         )
@@ -328,40 +447,97 @@ class JuheSendSmsOperator(JuheBaseOperator):
             "Juhe's console; send the ones that did not arrive from a new DAG run."
         )
 
-    def _dry_run(self, summary: SendSummary, batches: list[Batch]) -> dict[str, Any]:
-        routed: dict[int, int] = {}
-        for batch in batches:
-            routed[batch.tpl_id] = routed.get(batch.tpl_id, 0) + len(batch.mobiles)
-        parts = self._parts_per_sms(list(routed))
-        planned = sum(routed.values())
-        estimated_fee = sum(parts.get(tpl_id, 1) * count for tpl_id, count in routed.items())
-        self.log.info(
-            "Dry run: %d number(s) in %d batch(es), estimated fee %d", planned, len(batches), estimated_fee
-        )
+    def _dry_run(
+        self, summary: SendSummary, plan: SendPlan, templates: Mapping[int, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        planned = calls = estimated_fee = 0
+        parts = None
+        last: tuple[int, str | None] | None = None
+        for batch in plan.iter_batches():
+            if (batch.tpl_id, batch.tpl_value) != last:  # groups of equal values come one after another
+                last = (batch.tpl_id, batch.tpl_value)
+                parts = rendered_parts(templates.get(batch.tpl_id), batch.tpl_value)
+            planned += len(batch.mobiles)
+            calls += 1
+            estimated_fee += parts * len(batch.mobiles)
+        self.log.info("Dry run: %d number(s) in %d call(s), estimated fee %d", planned, calls, estimated_fee)
         return {
             **summary.as_dict(),
             "dry_run": True,
             "planned": planned,
-            "planned_batches": len(batches),
+            "planned_batches": calls,
             "estimated_fee": estimated_fee,
         }
 
-    def _parts_per_sms(self, tpl_ids: list[int]) -> dict[int, int]:
-        """SMS parts per template from its rendered text, when the account's template list is readable."""
-        if not tpl_ids or isinstance(self.tpl_value, str):
-            return {}
+    def _read_templates(self) -> dict[int, dict[str, Any]]:
+        """The account's templates by id (their text gives variables and SMS parts); empty if unreadable."""
         try:
-            templates = {t["tpl_id"]: t for t in self.hook.list_templates()}
+            return {t["tpl_id"]: t for t in self.hook.list_templates()}
+        except JuheAuthError:
+            raise
         except JuheError as error:
             self.log.warning(
-                "Could not read templates for the fee estimate (1 SMS per number assumed): %s", error
+                "Could not read the templates (variables not checked, 1 SMS per number assumed): %s", error
             )
             return {}
-        return {
-            tpl_id: sms_parts(f"【{t['signature']}】" + render_text(t["content"], self.tpl_value or {}))
-            for tpl_id in tpl_ids
-            if (t := templates.get(tpl_id))
+
+    def _variables(
+        self, templates: Mapping[int, Mapping[str, Any]] | None, tpl_ids: list[int]
+    ) -> dict[str, list[str]] | None:
+        """The variables each template's text uses, for the rows' check; ``None`` when not known."""
+        if self.recipients is None or not templates:
+            return None
+        known = {
+            str(i): sorted(template_variables(templates[i]["content"])) for i in tpl_ids if i in templates
         }
+        return known or None
+
+
+def rendered_parts(template: Mapping[str, Any] | None, tpl_value: str | None) -> int:
+    """SMS parts of one message: the template with its 【signature】 and values (1 when unknown)."""
+    if template is None:
+        return 1
+    return sms_parts(
+        f"【{template['signature']}】" + render_text(template["content"], decode_tpl_value(tpl_value))
+    )
+
+
+def report_location(report_path: Any) -> Any:
+    """The report's ``ObjectStoragePath``, checked before any send (an unknown scheme fails here)."""
+    if report_path is None:
+        return None
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(report_path, ObjectStoragePath):
+        return report_path
+    if not isinstance(report_path, str) or not report_path.strip():
+        raise ValueError(f"report_path: expected a path or URI, got {report_path!r}")
+    try:
+        return ObjectStoragePath(report_path)
+    except Exception as error:
+        raise ValueError(f"report_path: {report_path}: {type(error).__name__}: {error}") from None
+
+
+def masked_view(value: Any) -> str:
+    """What the Rendered Templates view shows of numbers or rows: a count and a few masked numbers."""
+    if isinstance(value, (str, int)):
+        numbers = split_mobiles(value)
+    elif isinstance(value, Sequence):
+        numbers = [str(row.get("mobile", "")) if isinstance(row, Mapping) else str(row) for row in value[:3]]
+        numbers += [""] * (len(value) - len(numbers))
+    else:
+        return f"<{type(value).__name__}, not shown>"
+    return f"<{len(numbers)} entries: {mask_sample(numbers, limit=3)}>"
+
+
+def _nothing_to_send_message(invalid: Mapping[str, str]) -> str:
+    reasons = {reason for reason in invalid.values() if reason != NOT_A_NUMBER}
+    if reasons:
+        return (
+            f"recipients: none of the {len(invalid)} rows can be sent ({', '.join(sorted(reasons)[:3])}): "
+            "every row needs a value for each variable the template uses"
+        )
+    return _no_valid_number_message(list(invalid))
 
 
 def _no_valid_number_message(invalid: list[str]) -> str:
@@ -376,14 +552,18 @@ def _no_valid_number_message(invalid: list[str]) -> str:
 
 
 def _holds_no_template(content: Any) -> bool:
-    """A string, or a flat list/tuple of strings and numbers, without any Jinja syntax."""
+    """A string, or a list/tuple of strings, numbers and flat rows of them, without any Jinja syntax."""
     if isinstance(content, str):
         return not any(mark in content for mark in _TEMPLATE_MARKS)
     if type(content) in (list, tuple):
         return all(
-            isinstance(item, (int, float)) or (isinstance(item, str) and "{" not in item) for item in content
+            _plain(item) or (type(item) is dict and all(map(_plain, item.values()))) for item in content
         )
     return False
+
+
+def _plain(item: Any) -> bool:
+    return item is None or isinstance(item, (int, float)) or (isinstance(item, str) and "{" not in item)
 
 
 def group_mobiles(hook: JuheSmsHook, mobiles: str | Iterable[str], source: str) -> dict[str, list[str]]:

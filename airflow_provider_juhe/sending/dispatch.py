@@ -48,10 +48,10 @@ class Outcome:
     stop: bool = False  # no further call should start (an auth error)
 
 
-def send_batch(hook: JuheSmsHook, batch: Batch, tpl_value: str | None) -> Outcome:
+def send_batch(hook: JuheSmsHook, batch: Batch) -> Outcome:
     """One call, its ending classified. Never raises for an ordinary failure."""
     try:
-        result = hook.send_sms(batch.mobiles, batch.tpl_id, tpl_value)
+        result = hook.send_sms(batch.mobiles, batch.tpl_id, batch.tpl_value)
     except JuheAuthError as error:
         return Outcome(FAILED_OUTCOME, error_code=error.error_code, reason=error.reason, stop=True)
     except JuheApiError as error:  # Juhe answered: nothing was sent

@@ -85,8 +85,7 @@ class SendLedger:
             for number in part:
                 by_carrier.setdefault(plan.overrides[number], []).append(number)
             self._store.set(CARRIERS_KEY.format(index), {c: ",".join(n) for c, n in by_carrier.items()})
-        plan.record["carrier_records"] = len(parts)
-        self._store.set(PLAN_KEY, plan.record)
+        self._store.set(PLAN_KEY, {**plan.record, "carrier_records": len(parts)})
 
     # -- the batches ----------------------------------------------------------------------------------
 

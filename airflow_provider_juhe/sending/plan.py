@@ -10,9 +10,11 @@ did not send. Pure functions: no Airflow, no HTTP.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_juhe.juhe_api import SEND_LIMIT
@@ -20,16 +22,17 @@ from airflow_provider_juhe.mobiles import BROADNET, UNKNOWN, carrier_of
 
 CARRIER_ORDER = ("mobile", "unicom", "telecom", "unknown")
 MAX_WORKERS_LIMIT = 64
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Batch:
-    """One send.php call: its place in the plan, a template and up to ``batch_size`` numbers."""
+    """One send.php call: its place in the plan, a template, its values, up to ``batch_size`` numbers."""
 
     index: int
     tpl_id: int
     mobiles: tuple[str, ...]
+    tpl_value: str | None = None
 
 
 class PlanChangedError(ValueError):
@@ -86,20 +89,11 @@ def digest(*parts: str | Iterable[str]) -> str:
     return sha.hexdigest()[:24]
 
 
-def input_digests(
-    valid: Iterable[str], invalid: Iterable[str], templates: Mapping[str, Any], tpl_value: str | None
-) -> dict[str, str]:
-    """What a retry must find unchanged: the recipients (in any order), the templates, the values."""
-    return {
-        "recipients": digest(sorted(valid), sorted(invalid)),
-        "templates": digest(json.dumps(templates, sort_keys=True)),
-        "values": digest(tpl_value or ""),
-    }
-
-
 def check_unchanged(planned: Mapping[str, str], now: Mapping[str, str]) -> None:
     """:raises PlanChangedError: naming each input that differs from the earlier try's plan."""
     changed = [name for name, value in now.items() if planned.get(name) != value]
+    if "recipients" in changed and "values" in changed:  # values are per number: other numbers, other values
+        changed.remove("values")
     if changed:
         raise PlanChangedError(
             f"{', '.join(changed)} changed since an earlier try of this task instance planned the send: "
@@ -156,40 +150,74 @@ def route(
     return routed
 
 
-def plan_batches(routed: Mapping[int, list[str]], batch_size: int) -> list[Batch]:
-    batches: list[Batch] = []
+def plan_batches(
+    routed: Mapping[int, list[str]], values: Mapping[str, str | None], batch_size: int
+) -> Iterator[Batch]:
+    """
+    Numbers with equal values share calls, up to ``batch_size`` each; one call per distinct set of
+    values otherwise. Within a template, groups follow their values' order and numbers stay sorted.
+    """
+    index = 0
     for tpl_id, numbers in routed.items():
-        for start in range(0, len(numbers), batch_size):
-            batches.append(Batch(len(batches), tpl_id, tuple(numbers[start : start + batch_size])))
-    return batches
+        by_values = sorted(numbers, key=lambda number: values[number] or "")  # stable: numbers stay sorted
+        for tpl_value, members in itertools.groupby(by_values, key=values.__getitem__):
+            group = list(members)
+            for start in range(0, len(group), batch_size):
+                yield Batch(index, tpl_id, tuple(group[start : start + batch_size]), tpl_value)
+                index += 1
 
 
 @dataclass
 class SendPlan:
     """
-    The batches of one task instance, and what the ledger keeps to replay them.
+    The calls of one task instance, and what the ledger keeps to replay them.
 
-    :param batches: every call of the send, in order; numbers sorted within each template.
-    :param record: ``{"version", "inputs", "batch_size", "batches"}`` for the ledger.
+    :param routed: template id -> its numbers, sorted.
+    :param values: number -> its encoded ``tplValue``.
+    :param inputs: digests of the inputs, which a retry must find unchanged.
+    :param batch_size: numbers per call (an earlier try's, when replayed).
+    :param variables: template id -> the variables its text uses (``None``: not known), as checked.
     :param overrides: carrier answers that differ from the prefix table (kept beside the record).
     :param replayed: whether an earlier try made this plan.
     """
 
-    batches: list[Batch]
-    record: dict[str, Any]
+    routed: dict[int, list[str]]
+    values: Mapping[str, str | None]
+    inputs: dict[str, str]
+    batch_size: int
+    variables: dict[str, list[str]] | None
     overrides: dict[str, str]
     replayed: bool
+
+    def iter_batches(self) -> Iterator[Batch]:
+        return plan_batches(self.routed, self.values, self.batch_size)
+
+    @cached_property
+    def batches(self) -> list[Batch]:
+        """Every call of the send, in order."""
+        return list(self.iter_batches())
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What the ledger keeps (besides the carrier answers)."""
+        return {
+            "version": PLAN_VERSION,
+            "inputs": self.inputs,
+            "batch_size": self.batch_size,
+            "variables": self.variables,
+            "batches": len(self.batches),
+        }
 
     @classmethod
     def make(
         cls,
         *,
-        valid: list[str],
-        invalid: list[str],
+        to_send: Mapping[str, str | None],
+        not_sent: Iterable[str],
         tpl_id: int | None,
         carrier_tpl_ids: Mapping[str, int] | None,
         source: str,
-        tpl_value: str | None,
+        variables: dict[str, list[str]] | None,
         batch_size: int,
         previous: Mapping[str, Any] | None,
         previous_overrides: Callable[[], dict[str, str]],
@@ -198,15 +226,28 @@ class SendPlan:
         """
         Replay ``previous`` when an earlier try planned; else plan afresh.
 
+        :param to_send: number -> encoded ``tplValue``, for every number to send.
+        :param not_sent: the other requested numbers (invalid, suppressed): part of the recipients'
+            digest, so that a number moving in or out of the send between tries is noticed.
+        :param variables: the variables checked in the rows, per template (in the plan's record).
         :param previous: the plan record an earlier try left, or ``None``.
         :param previous_overrides: reads the earlier try's carrier answers (only when replaying).
         :param group: asks the API for carriers (only when planning afresh with ``source="api"``).
         :raises PlanChangedError: the recipients, templates or values differ from ``previous``.
         """
         templates = {"tpl_id": tpl_id} if carrier_tpl_ids is None else {**carrier_tpl_ids, "source": source}
-        inputs = input_digests(valid, invalid, templates, tpl_value)
-        numbers = sorted(valid)  # the plan must not depend on the order rows arrive in
+        numbers = sorted(to_send)  # the plan must not depend on the order rows arrive in
+        inputs = {
+            "recipients": digest(numbers, sorted(not_sent)),
+            "templates": digest(json.dumps({**templates, "variables": variables}, sort_keys=True)),
+            "values": digest(to_send[number] or "" for number in numbers),
+        }
         if previous is not None:
+            if previous.get("version") != PLAN_VERSION:
+                raise PlanChangedError(
+                    "the plan of an earlier try was written by another version of this provider: nothing "
+                    "was sent by this try. Send the remaining numbers from a new DAG run."
+                )
             check_unchanged(previous["inputs"], inputs)
             batch_size = int(previous["batch_size"])
             overrides = previous_overrides() if carrier_tpl_ids is not None else {}
@@ -214,11 +255,5 @@ class SendPlan:
             overrides = carrier_overrides(group(numbers))
         else:
             overrides = {}
-        batches = plan_batches(route(numbers, tpl_id, carrier_tpl_ids, overrides), batch_size)
-        record = {
-            "version": PLAN_VERSION,
-            "inputs": inputs,
-            "batch_size": batch_size,
-            "batches": len(batches),
-        }
-        return cls(batches, record, overrides, replayed=previous is not None)
+        routed = route(numbers, tpl_id, carrier_tpl_ids, overrides)
+        return cls(routed, to_send, inputs, batch_size, variables, overrides, replayed=previous is not None)

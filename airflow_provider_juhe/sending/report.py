@@ -1,11 +1,21 @@
-"""Where every recipient ended up: the summary a send task returns, its lists capped for XCom."""
+"""
+Where every recipient ended up: the summary a send task returns (its lists capped for XCom), and
+the per-recipient report file (every number, unmasked: it is the user's own storage).
+"""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_juhe.sending.plan import Batch
+from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, SENT_OUTCOME, Outcome
+from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLedger
+from airflow_provider_juhe.sending.plan import Batch, SendPlan
+
+REPORT_COLUMNS = ("mobile", "status", "tpl_id", "sid", "fee", "error_code", "reason")
+SUPPRESSED_REASON = "in the opt-out list (suppress)"
 
 #: The most numbers the summary lists under each of ``invalid``, ``failed`` and ``unknown``.
 LIST_CAP = 1_000
@@ -28,9 +38,12 @@ class SendSummary:
     failed_count: int = 0
     unknown_count: int = 0
     batches: list[dict[str, Any]] = field(default_factory=list)
+    report: str | None = None
     unknown: list[str] = field(default_factory=list)
     _failed: dict[tuple[int | None, str], dict[str, Any]] = field(default_factory=dict)
     _failed_listed: int = 0
+    #: This try's failed and unknown outcomes by batch index: the report's error codes and reasons.
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.invalid_count = len(self.invalid)
@@ -56,6 +69,30 @@ class SendSummary:
         self.unknown.extend(batch.mobiles[: max(0, LIST_CAP - len(self.unknown))])
         self.unknown_count += len(batch.mobiles)
 
+    def resume(self, batches: Iterable[Batch], ledger: SendLedger) -> list[Batch]:
+        """Account for what earlier tries settled or may have started; return what is still to send."""
+        pending = []
+        for batch in batches:
+            state = ledger.state(batch.index)
+            if state == SENT:
+                self.record_sent(batch, *ledger.sent(batch.index))
+            elif state in MAY_HAVE_STARTED:
+                self.record_unknown(batch)
+            else:
+                pending.append(batch)
+        return pending
+
+    def record(self, batch: Batch, outcome: Outcome) -> None:
+        """One call of this try, settled."""
+        if outcome.status == SENT_OUTCOME:
+            self.record_sent(batch, outcome.sid, outcome.fee)
+            return
+        self.outcomes[batch.index] = outcome
+        if outcome.status == FAILED_OUTCOME:
+            self.record_failed(batch, outcome.error_code, outcome.reason)
+        else:
+            self.record_unknown(batch)
+
     @property
     def failed(self) -> list[dict[str, Any]]:
         return list(self._failed.values())
@@ -73,5 +110,51 @@ class SendSummary:
             "unknown": self.unknown,
             "unknown_count": self.unknown_count,
             "batches": self.batches,
-            "report": None,
+            "report": self.report,
         }
+
+
+def report_rows(
+    plan: SendPlan,
+    ledger: SendLedger,
+    outcomes: Mapping[int, Outcome],
+    invalid: Mapping[str, str],
+    suppressed: Iterable[str],
+) -> Iterator[tuple[Any, ...]]:
+    """One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try)."""
+    for batch in plan.iter_batches():
+        state = ledger.state(batch.index)
+        outcome = outcomes.get(batch.index)
+        if state == SENT:
+            sid, fee = ledger.sent(batch.index)
+            share, extra = divmod(fee, len(batch.mobiles))  # a call's fee, spread over its numbers
+            for place, number in enumerate(batch.mobiles):
+                yield number, "sent", batch.tpl_id, sid, share + (place < extra), "", ""
+            continue
+        status = "unknown" if state in MAY_HAVE_STARTED else "failed"
+        sid = outcome.sid if outcome else None
+        code = outcome.error_code if outcome else None
+        reason = (
+            outcome.reason
+            if outcome
+            else ("may have been sent by an earlier try" if status == "unknown" else "")
+        )
+        for number in batch.mobiles:
+            yield number, status, batch.tpl_id, sid or "", "", "" if code is None else code, reason
+    for number, reason in invalid.items():
+        yield number, "invalid", "", "", "", "", reason
+    for number in suppressed:
+        yield number, "suppressed", "", "", "", "", SUPPRESSED_REASON
+
+
+def write_report(location: Any, rows: Iterable[tuple[Any, ...]]) -> str:
+    """Write the CSV through ``ObjectStoragePath`` (missing folders created); return its URI."""
+    from airflow.sdk import ObjectStoragePath
+
+    path = location if isinstance(location, ObjectStoragePath) else ObjectStoragePath(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        writer.writerows(rows)
+    return str(path)

@@ -13,14 +13,25 @@ TEMPLATES = {"all": 1, "mobile": 2, "unicom": 3, "telecom": 4}
 NUMBERS = [f"138{i:08d}" for i in range(25)] + [f"131{i:08d}" for i in range(5)]
 
 
-def make(valid, *, previous=None, overrides=None, batch_size=10, group=None, tpl_value=None, source="api"):
+def make(
+    valid,
+    *,
+    previous=None,
+    overrides=None,
+    batch_size=10,
+    group=None,
+    tpl_value=None,
+    source="api",
+    values=None,
+    variables=None,
+):
     return SendPlan.make(
-        valid=valid,
-        invalid=[],
+        to_send=values if values is not None else dict.fromkeys(valid, tpl_value),
+        not_sent=[],
         tpl_id=None,
         carrier_tpl_ids=TEMPLATES,
         source=source,
-        tpl_value=tpl_value,
+        variables=variables,
         batch_size=batch_size,
         previous=previous,
         previous_overrides=lambda: overrides or {},
@@ -67,6 +78,7 @@ def test_a_replay_keeps_the_first_batch_size_and_carrier_answers_through_the_led
         ({"valid": NUMBERS[:-1]}, "recipients"),
         ({"tpl_value": "#a#=1"}, "values"),
         ({"source": "local"}, "templates"),
+        ({"variables": {"2": ["#name#"]}}, "templates"),
     ],
 )
 def test_changed_inputs_are_named(change, named):
@@ -74,3 +86,27 @@ def test_changed_inputs_are_named(change, named):
 
     with pytest.raises(PlanChangedError, match=f"^{named} changed"):
         make(**{"valid": NUMBERS, **change}, previous=first.record)
+
+
+def test_rows_with_equal_values_share_calls_and_distinct_values_get_their_own():
+    values = {number: "#name#=A" if index % 2 else f"#name#=B{index}" for index, number in enumerate(NUMBERS)}
+    shuffled = dict(reversed(list(values.items())))
+
+    batches = make(NUMBERS, values=values, batch_size=4).batches
+
+    assert batches == make(NUMBERS, values=shuffled, batch_size=4).batches  # the rows' order does not matter
+    for batch in batches:
+        assert {values[number] for number in batch.mobiles} == {batch.tpl_value}
+    shared = [b for b in batches if b.tpl_value == "#name#=A"]
+    assert sorted(len(b.mobiles) for b in shared) == [3, 4, 4, 4]  # 15 numbers, B = 4, both templates
+    assert sum(len(b.mobiles) for b in batches if b.tpl_value != "#name#=A") == 15
+    assert all(len(b.mobiles) == 1 for b in batches if b.tpl_value != "#name#=A")
+    assert [b.index for b in batches] == list(range(len(batches)))
+
+
+def test_a_changed_value_of_one_row_is_named():
+    values = dict.fromkeys(NUMBERS, "#name#=A")
+    first = make(NUMBERS, values=values)
+
+    with pytest.raises(PlanChangedError, match="^values changed"):
+        make(NUMBERS, values={**values, NUMBERS[3]: "#name#=B"}, previous=first.record)
