@@ -147,7 +147,7 @@ class JuheSandbox:
         return json.dumps({"conn_type": "juhe_sms", "host": self.url, "password": self.state.appkey})
 
     def messages(self) -> list[dict[str, Any]]:
-        """Every accepted send: ``{"sid", "mobiles", "tpl_id", "text", "fee"}``."""
+        """Every accepted send: ``{"sid", "mobiles", "tpl_id", "text", "fee", "at"}`` (``at``: epoch seconds)."""
         with self.state._lock:
             return messages_for(self.state.sent)
 

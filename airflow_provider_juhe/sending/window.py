@@ -29,8 +29,9 @@ class SendWindow:
         """
         :param send_window: two ``HH:MM`` or ``HH:MM:SS`` times, or ``None`` (any time).
         :param timezone: an IANA name such as ``Asia/Shanghai`` (or a pendulum time zone).
-        :raises ValueError: naming ``send_window`` or ``timezone``.
+        :raises ValueError: naming ``send_window`` or ``timezone`` (checked even without a window).
         """
+        zone = parse_timezone(timezone)
         if send_window is None:
             return None
         if isinstance(send_window, str) or not isinstance(send_window, Sequence) or len(send_window) != 2:
@@ -40,7 +41,7 @@ class SendWindow:
         start, end = (_parse_time(value) for value in send_window)
         if start == end:
             raise ValueError(f"send_window: start and end are the same time ({send_window[0]!r})")
-        return cls(start, end, parse_timezone(timezone))
+        return cls(start, end, zone)
 
     def is_open(self, moment: datetime.datetime) -> bool:
         local = pendulum.instance(moment).in_timezone(self.timezone).time()

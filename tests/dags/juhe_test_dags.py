@@ -140,3 +140,60 @@ with suite_dag("juhe_test_alert_caps", mobiles="", tpl_id=1):
             raise ValueError("the task's own error")
 
         fails()
+
+# -- campaigns: personalised rows, opt-outs, windows, reports, shards ---------------------------------
+
+CAMPAIGN = {
+    "recipients": "{{ params.recipients }}",
+    "tpl_id": "{{ params.tpl_id }}",
+    "tpl_value": "{{ params.tpl_value }}",
+    "suppress": "{{ params.suppress }}",
+    "report_path": "{{ params.report_path }}",
+    "send_window": "{{ params.send_window }}",
+    "timezone": "{{ params.timezone }}",
+}
+PARAMS = {
+    "recipients": [],
+    "tpl_id": 1,
+    "tpl_value": None,
+    "suppress": None,
+    "report_path": None,
+    "send_window": None,
+    "timezone": "Asia/Shanghai",
+}
+
+with suite_dag("juhe_test_campaign", **PARAMS):
+    JuheSendSmsOperator(task_id="send", batch_size=2, max_workers=4, **CAMPAIGN)
+
+# One call at a time, retried only by the test (rerun_task): sends that take long enough for a window to close.
+with suite_dag("juhe_test_campaign_slow", retries=0, **PARAMS):
+    JuheSendSmsOperator(task_id="send", batch_size=1, max_workers=1, **CAMPAIGN)
+
+with suite_dag("juhe_test_campaign_xcom", tpl_id=1, rows=[]):
+
+    @task(show_return_value_in_logs=False)
+    def load_rows(params=None) -> list[dict]:
+        return params["rows"]
+
+    JuheSendSmsOperator(task_id="send", recipients=load_rows(), tpl_id="{{ params.tpl_id }}", max_workers=2)
+
+with suite_dag("juhe_test_campaign_shards", tpl_id=1, shards=[], report_folder=""):
+
+    @task
+    def list_shards(params=None) -> list[str]:
+        return params["shards"]
+
+    # Each shard a task instance with its own plan and ledger; the pool caps calls in flight across them.
+    JuheSendSmsOperator.partial(
+        task_id="send",
+        tpl_id="{{ params.tpl_id }}",
+        report_path="{{ params.report_folder }}/shard-{{ ti.map_index }}.csv",
+        max_workers=2,
+        pool="juhe_sms_test",
+        pool_slots=2,
+    ).expand(recipients=list_shards())
+
+with suite_dag("juhe_test_campaign_dry_run", tpl_id=1, recipients=[]):
+    JuheSendSmsOperator(
+        task_id="send", recipients="{{ params.recipients }}", tpl_id="{{ params.tpl_id }}", dry_run=True
+    )

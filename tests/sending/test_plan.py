@@ -108,5 +108,5 @@ def test_a_changed_value_of_one_row_is_named():
     values = dict.fromkeys(NUMBERS, "#name#=A")
     first = make(NUMBERS, values=values)
 
-    with pytest.raises(PlanChangedError, match="^values changed"):
+    with pytest.raises(PlanChangedError, match=r"^values changed"):
         make(NUMBERS, values={**values, NUMBERS[3]: "#name#=B"}, previous=first.record)
