@@ -84,3 +84,62 @@ def test_customer_notifications(sandbox_conn, monkeypatch, without_logical_date)
     assert result.xcom("report") == {"requested": 11, "sent": 9, "invalid": 2, "fee": 9}
     sent = [number for m in sandbox_conn.messages() for number in m["mobiles"]]
     assert len(sent) == len(set(sent)) == 9
+
+
+REPAYMENT_TEXT = "尊敬的#name#，您尾号#card#的信用卡账单#amount#元将于#due_date#到期，请按时还款。"
+
+
+@pytest.fixture
+def repayment(sandbox_conn, monkeypatch, tmp_path):
+    """The campaign examples' Variables: the sandbox's template and a report folder."""
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_JUHE_REPAYMENT_TPL_ID", str(sandbox_conn.add_template(REPAYMENT_TEXT, "银行"))
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_JUHE_REPORT_FOLDER", f"file://{tmp_path}")
+    return sandbox_conn
+
+
+def test_repayment_reminders(repayment, tmp_path):
+    # A window open all day, so that the suite never waits for 09:00 in Shanghai.
+    result = run_dag("example_juhe_repayment_reminders", window_start="00:00", window_end="23:59:59")
+
+    assert result.state == "success", result.states
+    summary = result.xcom("send_reminders")
+    assert (summary["requested"], summary["sent"], summary["invalid_count"], summary["suppressed"]) == (
+        8,
+        5,
+        2,
+        1,
+    )
+    texts = {n: m["text"] for m in repayment.messages() for n in m["mobiles"]}
+    assert (
+        texts["13800138000"]
+        == "【银行】尊敬的王芳，您尾号6217的信用卡账单1,280.00元将于12月5日到期，请按时还款。"
+    )
+    assert "19900006666" not in texts  # opted out
+    report = [*tmp_path.rglob("reminders.csv")]
+    assert len(report) == 1
+    assert summary["report"].endswith(str(report[0].relative_to(tmp_path)))
+    statuses = {line.split(",")[0]: line.split(",")[1] for line in report[0].read_text().splitlines()[1:]}
+    assert statuses["18600005555"] == "invalid"
+    assert statuses["19900006666"] == "suppressed"
+    assert len(statuses) == 8
+
+
+def test_sharded_campaign(repayment):
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool(
+        "juhe_sms", slots=16, description="Juhe SMS calls in flight", include_deferred=False
+    )
+
+    result = run_dag("example_juhe_sharded_campaign", without_logical_date=True)
+
+    assert result.state == "success", result.states
+    assert {name for name in result.states if name.startswith("send_shard[")} == {
+        f"send_shard[{shard}]" for shard in range(3)
+    }
+    totals = result.xcom("totals")
+    assert (totals["requested"], totals["sent"], totals["invalid_count"], totals["suppressed"]) == (8, 5, 2, 1)
+    reached = [n for m in repayment.messages() for n in m["mobiles"]]
+    assert len(reached) == len(set(reached)) == 5  # the duplicate rows landed in one shard
