@@ -146,7 +146,9 @@ class JuheSmsHook(BaseHook):
 
         :param concurrency: calls that will be in flight at once; the pool keeps that many connections.
         """
-        self.pool_size = max(self.pool_size, concurrency)
+        if concurrency > self.pool_size:
+            self.pool_size = concurrency
+            self.close()  # a session built earlier (e.g. by list_templates) has a smaller pool
         self.config  # noqa: B018 - read here, not first inside worker threads
         self.get_conn()
 

@@ -247,7 +247,11 @@ class JuheSendSmsOperator(JuheBaseOperator):
         # What Airflow stores and shows as rendered fields is read from these attributes afterwards.
         for name in PERSONAL_FIELDS:
             value = getattr(self, name)
-            if value is not None and not (name != "mobiles" and is_location(value)):
+            if (
+                name not in self._inputs
+                and value is not None
+                and not (name != "mobiles" and is_location(value))
+            ):
                 self._inputs[name] = value
                 setattr(self, name, masked_view(value))
 
@@ -326,7 +330,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
         )
         not_started = dispatcher.run(pending)
         auth_error = dispatcher.stop_outcome
-        if not_started and auth_error is None:  # the window closed: nothing was refused
+        if not_started and auth_error is None and window is not None:  # the window closed, nothing refused
             self._defer_to_window(window, not_started, "closed")
         for batch in not_started:  # only after an auth error: surely not sent
             summary.record(batch, auth_error)
@@ -351,7 +355,11 @@ class JuheSendSmsOperator(JuheBaseOperator):
                 )
         invalid = list(audience.invalid)
         if invalid and not audience.to_send and not audience.suppressed:
-            raise JuheInputError(_nothing_to_send_message(audience.invalid))
+            raise JuheInputError(
+                _nothing_to_send_message(
+                    audience.invalid, "mobiles" if self.recipients is None else "recipients"
+                )
+            )
         if invalid:
             self.log.warning(
                 "%d invalid entr(ies) will not be sent: %s", len(invalid), mask_sample(invalid, limit=10)
@@ -530,18 +538,18 @@ def masked_view(value: Any) -> str:
     return f"<{len(numbers)} entries: {mask_sample(numbers, limit=3)}>"
 
 
-def _nothing_to_send_message(invalid: Mapping[str, str]) -> str:
+def _nothing_to_send_message(invalid: Mapping[str, str], field_name: str) -> str:
     reasons = {reason for reason in invalid.values() if reason != NOT_A_NUMBER}
     if reasons:
         return (
-            f"recipients: none of the {len(invalid)} rows can be sent ({', '.join(sorted(reasons)[:3])}): "
+            f"{field_name}: none of the {len(invalid)} rows can be sent ({', '.join(sorted(reasons)[:3])}): "
             "every row needs a value for each variable the template uses"
         )
-    return _no_valid_number_message(list(invalid))
+    return _no_valid_number_message(list(invalid), field_name)
 
 
-def _no_valid_number_message(invalid: list[str]) -> str:
-    message = f"mobiles: none of the {len(invalid)} entries is a valid number ({mask_sample(invalid)})"
+def _no_valid_number_message(invalid: list[str], field_name: str) -> str:
+    message = f"{field_name}: none of the {len(invalid)} entries is a valid number ({mask_sample(invalid)})"
     if any(entry[:1] in "[('\"" or entry[-1:] in "])'\"" for entry in invalid):
         message += (
             ". The value looks like a list rendered to its text form, e.g. \"['139…', '139…']\": pass "

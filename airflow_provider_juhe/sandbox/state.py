@@ -233,7 +233,14 @@ class SandboxState:
         fee = sms_parts(text) * len(mobiles)
         sid = time.strftime("%Y%m%d%H%M%S") + f"{next(self._sids):010d}"
         self.sent.append(
-            {"sid": sid, "mobiles": mobiles, "tpl_id": template.tpl_id, "text": text, "fee": fee, "at": time.time()}
+            {
+                "sid": sid,
+                "mobiles": mobiles,
+                "tpl_id": template.tpl_id,
+                "text": text,
+                "fee": fee,
+                "at": time.time(),
+            }
         )
         return _ok({"sid": sid, "fee": fee}, reason="操作成功")
 

@@ -3,14 +3,15 @@ The write-ahead ledger of a send in the task-instance state store, which survive
 
 Keys (one task instance each): ``juhe_plan`` (the plan's record), ``juhe_plan_carriers_<n>`` (carrier
 answers that differ from the prefix table) and ``juhe_batches_<n>`` (one segment of batches). A
-segment is ``{"status": "..s.a", "sent": {"<index>": [sid, fee]}}``, one character per batch:
+segment is ``{"status": "..s.a", "sent": "<index>,<sid>,<fee>;..."}``, one character per batch:
 
 - ``.`` never started, or surely not sent (refused, an error answer): a later try sends it;
 - ``a`` announced: its call may have started; a later try reports it unknown, never re-sends it;
 - ``s`` sent, with its sid and fee; ``u`` its call ended with an unknown outcome.
 
 A state-store write is a round trip to the API server (~25 ms): the dispatcher batches its updates,
-and only the segments that changed are written.
+and only the segments that changed are written. The sids travel as one string, not a mapping: the
+API validates every element of a JSON value, and a mapping of 500 sids cost more than the call.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, unquote
 
 from airflow_provider_juhe.sending.plan import SendPlan
 
@@ -62,7 +64,7 @@ class SendLedger:
             store = InMemoryStateStore()
         self._store = store
         self.status = bytearray()
-        self._sent: list[dict[str, list[Any]]] = []  # per segment: {"<index>": [sid, fee]}
+        self._sent: list[dict[int, str]] = []  # per segment: index -> "<index>,<sid>,<fee>"
 
     # -- the plan -------------------------------------------------------------------------------------
 
@@ -100,15 +102,15 @@ class SendLedger:
             start = segment * SEGMENT_BATCHES
             states = record.get("status", "").encode()[: min(SEGMENT_BATCHES, batch_count - start)]
             self.status[start : start + len(states)] = states
-            self._sent[segment] = dict(record.get("sent", {}))
+            self._sent[segment] = _parse_sent(record.get("sent", ""))
 
     def state(self, index: int) -> str:
         return chr(self.status[index])
 
     def sent(self, index: int) -> tuple[str, int]:
         """The sid and fee of a batch an earlier try sent."""
-        sid, fee = self._sent[index // SEGMENT_BATCHES][str(index)]
-        return sid, int(fee)
+        _, sid, fee = self._sent[index // SEGMENT_BATCHES][index].split(",")
+        return unquote(sid), int(fee)
 
     def write(self, updates: Iterable[tuple[int, str]], sent: Mapping[int, tuple[str, int]] = {}) -> None:
         """Apply ``(index, state)`` updates and the sids of sent batches; write each changed segment once."""
@@ -117,16 +119,20 @@ class SendLedger:
             self.status[index] = ord(state)
             dirty.add(index // SEGMENT_BATCHES)
         for index, (sid, fee) in sent.items():
-            self._sent[index // SEGMENT_BATCHES][str(index)] = [sid, fee]
+            self._sent[index // SEGMENT_BATCHES][index] = f"{index},{quote(sid, safe='')},{int(fee)}"
         for segment in sorted(dirty):
             start = segment * SEGMENT_BATCHES
             self._store.set(
                 SEGMENT_KEY.format(segment),
                 {
                     "status": self.status[start : start + SEGMENT_BATCHES].decode(),
-                    "sent": dict(self._sent[segment]),
+                    "sent": ";".join(self._sent[segment].values()),
                 },
             )
+
+
+def _parse_sent(sent: str) -> dict[int, str]:
+    return {int(entry.split(",", 1)[0]): entry for entry in sent.split(";") if entry}
 
 
 def _segments(batch_count: int) -> int:

@@ -53,3 +53,13 @@ with bench_dag("juhe_bench_warm_up"):
         pass
 
     warm_up()
+
+# Campaigns (benchmarks/campaign.py): rows from a file, as users run them. Set by the benchmark:
+# JUHE_BENCH_RECIPIENTS (a .csv path), JUHE_BENCH_TPL_ID, JUHE_BENCH_WORKERS, JUHE_BENCH_BATCH.
+RECIPIENTS_FILE = os.environ.get("JUHE_BENCH_RECIPIENTS", "customers.csv")
+
+with bench_dag("juhe_bench_campaign"):
+    JuheSendSmsOperator(task_id="send", recipients=RECIPIENTS_FILE, **SETTINGS)
+
+with bench_dag("juhe_bench_campaign_dry_run"):
+    JuheSendSmsOperator(task_id="send", recipients=RECIPIENTS_FILE, dry_run=True, **SETTINGS)

@@ -1,0 +1,160 @@
+"""
+Personalised campaigns inside real DAG runs (dag.test(), the real task state store), rows read from a
+CSV file, against the sandbox in its own process with 50 ms latency per call:
+
+(1) every row distinct (one number per call), 20,000 rows, W = 32: calls/s against the ideal W/L;
+(2) rows sharing values (10 distinct value sets), 100,000 rows, B = 100, W = 8: recipients/s against
+    the ideal W·B/L;
+(3) reading: a dry run of a 1,000,000-row customers CSV, in a process of its own: time and peak RSS.
+Targets: (1) >= 0.80, (2) >= 0.85, (3) peak RSS < 500 MB.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _setup import APPKEY, airflow_home, distinct_mobiles, quiet_logs, sandbox_process
+
+LATENCY = 0.05
+TEMPLATE = "尊敬的#name#，您尾号#card#的账单#amount#元将于#due_date#到期，请按时还款。"
+NAMES = ["王芳", "李伟", "张敏", "刘洋", "陈静", "杨磊", "赵丽", "黄强", "周杰", "吴霞"]
+
+
+def write_customers(path: Path, count: int, *, value_sets: int | None = None, seed: int = 1) -> Path:
+    """``count`` customers with distinct numbers; every row distinct, or ``value_sets`` distinct values."""
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["mobile", "name", "card", "amount", "due_date"])
+        for index, number in enumerate(distinct_mobiles(count, seed=seed)):
+            if value_sets is None:
+                row = [rng.choice(NAMES), f"{rng.randrange(10_000):04d}", f"{rng.randrange(10**7) / 100:.2f}"]
+            else:
+                row = ["客户", f"{index % value_sets:04d}", "100.00"]
+            writer.writerow([number, *row, "12月5日"])
+    return path
+
+
+def task_seconds(dag_id: str, run_id: str) -> float:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id, task_id="send").one()
+        return (ti.end_date - ti.start_date).total_seconds()
+
+
+def timed_send(rows: int, workers: int, batch: int) -> tuple[dict, float]:
+    from tests.dag_runs import run_dag
+
+    os.environ.update(JUHE_BENCH_WORKERS=str(workers), JUHE_BENCH_BATCH=str(batch))
+    result = run_dag("juhe_bench_campaign")
+    assert result.state == "success", result.states
+    summary = result.xcom("send")
+    assert summary["sent"] == rows, summary["sent"]
+    return summary, task_seconds(result.dag_id, result.run_id)
+
+
+DRY_RUN_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from _setup import quiet_logs
+quiet_logs()
+from tests.dag_runs import run_dag
+run_dag("juhe_bench_warm_up")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result = run_dag("juhe_bench_campaign_dry_run")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"state": result.state, "before": before, "peak": peak, "summary": result.xcom("send")}))
+"""
+
+
+def dry_run_in_a_process(folder: Path) -> dict:
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", DRY_RUN_CHILD, str(Path(__file__).parent)],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    measured["seconds"] = time.perf_counter() - started
+    return measured
+
+
+def main() -> None:
+    home = airflow_home(Path(__file__).parent / "dags")
+    quiet_logs()
+    folder = Path(tempfile.mkdtemp(prefix="juhe-bench-campaign-"))
+    print(f"campaign: sandbox latency {LATENCY * 1000:.0f} ms, rows from CSV files")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"each run: dag.test() on {home} (SQLite), the sandbox in its own process")
+    from tests.dag_runs import run_dag
+
+    with sandbox_process(latency=LATENCY) as url:
+        os.environ["AIRFLOW_CONN_JUHE_SMS_DEFAULT"] = json.dumps(
+            {"conn_type": "juhe_sms", "host": url, "password": APPKEY}
+        )
+        from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+
+        os.environ["JUHE_BENCH_TPL_ID"] = str(JuheSmsHook().submit_template("银行", TEMPLATE)["tpl_id"])
+        assert run_dag("juhe_bench_warm_up").state == "success"
+
+        rows, workers = 20_000, 32
+        os.environ["JUHE_BENCH_RECIPIENTS"] = str(write_customers(folder / "distinct.csv", rows))
+        summary, seconds = timed_send(rows, workers, batch=100)
+        calls, ideal = len(summary["batches"]), workers / LATENCY
+        rate = calls / seconds
+        print(
+            f"(1) {rows:,} rows, every row distinct, W={workers}: {calls:,} calls in {seconds:.1f} s = "
+            f"{rate:,.0f} calls/s | ideal W/L = {ideal:,.0f} | ratio {rate / ideal:.2f} (target >= 0.80)"
+        )
+
+        rows, workers, batch = 100_000, 8, 100
+        os.environ["JUHE_BENCH_RECIPIENTS"] = str(
+            write_customers(folder / "shared.csv", rows, value_sets=10, seed=2)
+        )
+        summary, seconds = timed_send(rows, workers, batch)
+        ideal = workers * batch / LATENCY
+        rate = rows / seconds
+        print(
+            f"(2) {rows:,} rows, 10 value sets, B={batch}, W={workers}: {len(summary['batches']):,} calls in "
+            f"{seconds:.1f} s = {rate:,.0f} recipients/s | ideal W·B/L = {ideal:,.0f} | ratio "
+            f"{rate / ideal:.2f} (target >= 0.85)"
+        )
+
+        rows = 1_000_000
+        started = time.perf_counter()
+        os.environ["JUHE_BENCH_RECIPIENTS"] = str(write_customers(folder / "million.csv", rows, seed=3))
+        size = Path(os.environ["JUHE_BENCH_RECIPIENTS"]).stat().st_size / 1e6
+        print(
+            f"    (wrote a {size:.0f} MB CSV of {rows:,} customers in {time.perf_counter() - started:.0f} s)"
+        )
+        measured = dry_run_in_a_process(folder)
+    summary = measured["summary"]
+    assert measured["state"] == "success", measured
+    assert summary["planned"] == rows, summary
+    print(
+        f"(3) dry run of {rows:,} CSV rows in a DAG run: {measured['seconds']:.1f} s for the process "
+        f"(Airflow start-up included); peak RSS {measured['peak']:.0f} MB (target < 500 MB; "
+        f"{measured['before']:.0f} MB before the run); {summary['planned_batches']:,} calls planned, "
+        f"estimated fee {summary['estimated_fee']:,}"
+    )
+    print(f"    this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
