@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import threading
 import time
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from airflow.sdk import BaseHook, Connection
@@ -43,6 +46,8 @@ from airflow_provider_juhe.juhe_api import (
 )
 from airflow_provider_juhe.mobiles import mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
@@ -344,10 +349,18 @@ class JuheSmsHook(BaseHook):
     def _post(self, kind: CallKind, path: str, params: dict[str, str]) -> Any:
         config = self.config
         self.rate_limiter.wait()
+        session = self.get_conn()
         try:
-            response = self.get_conn().post(
-                config.base_url + path, data={"key": config.appkey, **params}, timeout=config.timeout
+            # Prepared here, not by session.post(): merging the session's settings into every request
+            # cost a third of a call's CPU, and the form body needs nothing of them.
+            request = requests.PreparedRequest()
+            request.prepare(
+                method="POST",
+                url=config.base_url + path,
+                headers={**session.headers, "Content-Type": FORM_CONTENT_TYPE},
+                data=urlencode({"key": config.appkey, **params}).encode(),
             )
+            response = session.send(request, timeout=config.timeout, allow_redirects=False)
         except requests.RequestException as error:
             raise _TransportFailure(
                 f"{type(error).__name__} calling {path}: {self._redact(str(error))}",
@@ -356,14 +369,12 @@ class JuheSmsHook(BaseHook):
         return self._parse(response)
 
     def _parse(self, response: requests.Response) -> Any:
-        excerpt = self._redact(" ".join(response.text[:200].split()))
-        if response.status_code != 200:
-            raise JuheResponseError(response.status_code, excerpt)
-        try:
-            body = response.json()
-        except ValueError:
-            raise JuheResponseError(response.status_code, excerpt) from None
+        body = None
+        if response.status_code == 200:
+            with contextlib.suppress(ValueError):  # JSON finds its own encoding; response.text guesses
+                body = json.loads(response.content)
         if not isinstance(body, dict) or "error_code" not in body:
+            excerpt = self._redact(" ".join(response.text[:200].split()))
             raise JuheResponseError(response.status_code, excerpt)
         code = int(body["error_code"])
         if code != 0:

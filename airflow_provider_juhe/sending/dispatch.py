@@ -92,7 +92,11 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self._log = log
         self._should_stop = should_stop or (lambda: False)
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        # Two conditions on one lock: a finished call wakes the writer alone, an announcement wakes as
+        # many workers as it has batches (waking all 32 workers per call cost more than the calls).
+        self._cond = threading.Condition(lock)  # the writer waits here
+        self._work_ready = threading.Condition(lock)  # idle workers wait here
         self._ready: deque[Batch] = deque()
         self._finished: list[tuple[Batch, Outcome]] = []
         self._in_flight = 0
@@ -134,7 +138,7 @@ class Dispatcher:
                             break
                         if self._in_flight == 0 and not self._ready and (stopping or not pending):
                             self._closing = True
-                            self._cond.notify_all()
+                            self._work_ready.notify_all()
                             return released + list(pending)
                         self._cond.wait(STOP_POLL_SECONDS)
                 self._write(settle, release, announce)
@@ -142,7 +146,7 @@ class Dispatcher:
                 unsettled += len(announce) - len(settle) - len(release)
                 with self._cond:
                     self._ready.extend(announce)
-                    self._cond.notify_all()
+                    self._work_ready.notify(len(announce))
         finally:
             self._shut_down(workers)
 
@@ -182,9 +186,10 @@ class Dispatcher:
         while True:
             with self._cond:
                 while not self._ready and not self._closing and not self._stopped:
-                    self._cond.wait()
+                    self._work_ready.wait()
                 if self._stopped or not self._ready or self._should_stop():
-                    self._cond.notify_all()
+                    self._cond.notify()  # the writer sees the stop
+                    self._work_ready.notify_all()
                     return
                 batch = self._ready.popleft()
                 self._in_flight += 1
@@ -197,13 +202,14 @@ class Dispatcher:
                 if outcome.stop and not self._stopped:
                     self._stopped = True
                     self.stop_outcome = outcome
-                self._cond.notify_all()
+                    self._work_ready.notify_all()
+                self._cond.notify()
 
     def _shut_down(self, workers: list[threading.Thread]) -> None:
         """Let calls in flight end, then settle whatever finished (also when the writer failed)."""
         with self._cond:
             self._stopped = self._closing = True
-            self._cond.notify_all()
+            self._work_ready.notify_all()
         for worker in workers:
             worker.join()
         with self._cond:

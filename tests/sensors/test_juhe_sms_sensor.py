@@ -56,7 +56,7 @@ def test_timeout_is_honoured(sandbox_conn, mode):
 
 
 def test_deferrable_mode_checks_once_then_waits_in_the_trigger(sandbox_conn, monkeypatch):
-    sandbox_conn.state.approve_after = 0.5
+    sandbox_conn.state.approve_after = 3  # after the DAG file parsing and the first poke
     tpl_id = sandbox_conn.add_template("验证码#code#", state=2)
     runs = []
     original_run = JuheTemplateApprovedTrigger.run
