@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bulk_send.py
 	$(BIN)/python benchmarks/carrier_grouping.py
 	$(BIN)/python benchmarks/dry_run_memory.py
+	$(BIN)/python benchmarks/campaign.py
 
 clean:
 	rm -rf $(VENV) $(E2E_VENV) dist build .demo .pytest_cache .ruff_cache *.egg-info

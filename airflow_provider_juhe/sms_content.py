@@ -48,6 +48,37 @@ def decode_tpl_value(encoded: str | None) -> dict[str, str]:
     return values
 
 
+def pack_values(values: Mapping[str, object]) -> bytes:
+    """
+    Variables in the compact form a campaign holds per customer: UTF-8 ``#name#\\x1evalue`` pairs
+    joined by ``\\x1f``, in the given order (about a third of ``tplValue``'s size for Chinese text).
+    """
+    return b"\x1f".join(
+        _escape(variable_name(key)).encode() + b"\x1e" + _escape(str(value)).encode()
+        for key, value in values.items()
+    )
+
+
+def unpack_values(packed: bytes) -> dict[str, str]:
+    """The inverse of :func:`pack_values`."""
+    values: dict[str, str] = {}
+    for pair in packed.split(b"\x1f") if packed else ():
+        name, _, value = pair.decode().partition("\x1e")
+        values[unquote(name)] = unquote(value)
+    return values
+
+
+def packed_tpl_value(packed: bytes) -> str | None:
+    """Packed variables as ``tplValue`` (``None`` for none)."""
+    return encode_tpl_value(unpack_values(packed)) if packed else None
+
+
+def _escape(text: str) -> str:
+    if "%" in text or "\x1e" in text or "\x1f" in text:
+        return text.replace("%", "%25").replace("\x1e", "%1E").replace("\x1f", "%1F")
+    return text
+
+
 def render_text(template: str, values: Mapping[str, object]) -> str:
     """Put variable values into a template's ``#name#`` placeholders."""
     text = template

@@ -116,7 +116,7 @@ def main() -> None:
         rows, workers = 20_000, 32
         os.environ["JUHE_BENCH_RECIPIENTS"] = str(write_customers(folder / "distinct.csv", rows))
         summary, seconds = timed_send(rows, workers, batch=100)
-        calls, ideal = len(summary["batches"]), workers / LATENCY
+        calls, ideal = summary["batches_count"], workers / LATENCY
         rate = calls / seconds
         print(
             f"(1) {rows:,} rows, every row distinct, W={workers}: {calls:,} calls in {seconds:.1f} s = "
@@ -131,7 +131,7 @@ def main() -> None:
         ideal = workers * batch / LATENCY
         rate = rows / seconds
         print(
-            f"(2) {rows:,} rows, 10 value sets, B={batch}, W={workers}: {len(summary['batches']):,} calls in "
+            f"(2) {rows:,} rows, 10 value sets, B={batch}, W={workers}: {summary['batches_count']:,} calls in "
             f"{seconds:.1f} s = {rate:,.0f} recipients/s | ideal W·B/L = {ideal:,.0f} | ratio "
             f"{rate / ideal:.2f} (target >= 0.85)"
         )

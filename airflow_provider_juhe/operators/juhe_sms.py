@@ -26,7 +26,7 @@ from airflow_provider_juhe.sending.recipients import (
 )
 from airflow_provider_juhe.sending.report import SendSummary, report_rows, write_report
 from airflow_provider_juhe.sending.window import SendWindow, now
-from airflow_provider_juhe.sms_content import decode_tpl_value, encode_tpl_value, render_text, sms_parts
+from airflow_provider_juhe.sms_content import render_text, sms_parts, unpack_values
 
 if TYPE_CHECKING:
     import jinja2
@@ -341,9 +341,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
     def _audience(self, variables: dict[str, list[str]] | None, suppress: frozenset[str]) -> Audience:
         with input_checks():
             if self.recipients is None:
-                audience = audience_from_mobiles(
-                    self._input("mobiles"), encode_tpl_value(self.tpl_value), suppress
-                )
+                audience = audience_from_mobiles(self._input("mobiles"), self.tpl_value, suppress)
             else:
                 required = frozenset(v for names in (variables or {}).values() for v in names)
                 audience = audience_from_rows(
@@ -424,7 +422,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             "Requested %d: sent %d in %d call(s), fee %d; invalid %d, suppressed %d, failed %d, unknown %d",
             summary.requested,
             summary.sent,
-            len(summary.batches),
+            summary.batches_count,
             summary.fee,
             summary.invalid_count,
             summary.suppressed,
@@ -460,7 +458,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
     ) -> dict[str, Any]:
         planned = calls = estimated_fee = 0
         parts = None
-        last: tuple[int, str | None] | None = None
+        last: tuple[int, bytes] | None = None
         for batch in plan.iter_batches():
             if (batch.tpl_id, batch.tpl_value) != last:  # groups of equal values come one after another
                 last = (batch.tpl_id, batch.tpl_value)
@@ -501,12 +499,12 @@ class JuheSendSmsOperator(JuheBaseOperator):
         return known or None
 
 
-def rendered_parts(template: Mapping[str, Any] | None, tpl_value: str | None) -> int:
+def rendered_parts(template: Mapping[str, Any] | None, tpl_value: bytes) -> int:
     """SMS parts of one message: the template with its 【signature】 and values (1 when unknown)."""
     if template is None:
         return 1
     return sms_parts(
-        f"【{template['signature']}】" + render_text(template["content"], decode_tpl_value(tpl_value))
+        f"【{template['signature']}】" + render_text(template["content"], unpack_values(tpl_value))
     )
 
 

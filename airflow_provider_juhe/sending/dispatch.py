@@ -28,6 +28,7 @@ from airflow_provider_juhe.exceptions import (
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.sending.ledger import ANNOUNCED, NOT_SENT, SENT, UNKNOWN, SendLedger
 from airflow_provider_juhe.sending.plan import Batch
+from airflow_provider_juhe.sms_content import packed_tpl_value
 
 SENT_OUTCOME, FAILED_OUTCOME, UNKNOWN_OUTCOME = "sent", "failed", "unknown"
 #: How often the writer looks at ``should_stop`` while nothing else wakes it.
@@ -51,7 +52,7 @@ class Outcome:
 def send_batch(hook: JuheSmsHook, batch: Batch) -> Outcome:
     """One call, its ending classified. Never raises for an ordinary failure."""
     try:
-        result = hook.send_sms(batch.mobiles, batch.tpl_id, batch.tpl_value)
+        result = hook.send_sms(batch.mobiles, batch.tpl_id, packed_tpl_value(batch.tpl_value))
     except JuheAuthError as error:
         return Outcome(FAILED_OUTCOME, error_code=error.error_code, reason=error.reason, stop=True)
     except JuheApiError as error:  # Juhe answered: nothing was sent

@@ -32,7 +32,7 @@ class Batch:
     index: int
     tpl_id: int
     mobiles: tuple[str, ...]
-    tpl_value: str | None = None
+    tpl_value: bytes = b""  # packed (sms_content.pack_values)
 
 
 class PlanChangedError(ValueError):
@@ -78,12 +78,12 @@ def resolve_carrier_tpl_ids(value: Mapping[str, Any] | None) -> dict[str, int] |
     return resolved
 
 
-def digest(*parts: str | Iterable[str]) -> str:
-    """A short, stable fingerprint of strings (or lists of strings)."""
+def digest(*parts: str | Iterable[str | bytes]) -> str:
+    """A short, stable fingerprint of strings (or lists of strings or bytes)."""
     sha = hashlib.sha256()
     for part in parts:
         for text in [part] if isinstance(part, str) else part:
-            sha.update(text.encode())
+            sha.update(text if isinstance(text, bytes) else text.encode())
             sha.update(b"\x1f")
         sha.update(b"\x1e")
     return sha.hexdigest()[:24]
@@ -151,7 +151,7 @@ def route(
 
 
 def plan_batches(
-    routed: Mapping[int, list[str]], values: Mapping[str, str | None], batch_size: int
+    routed: Mapping[int, list[str]], values: Mapping[str, bytes], batch_size: int
 ) -> Iterator[Batch]:
     """
     Numbers with equal values share calls, up to ``batch_size`` each; one call per distinct set of
@@ -159,7 +159,7 @@ def plan_batches(
     """
     index = 0
     for tpl_id, numbers in routed.items():
-        by_values = sorted(numbers, key=lambda number: values[number] or "")  # stable: numbers stay sorted
+        by_values = sorted(numbers, key=values.__getitem__)  # stable: numbers stay sorted within a group
         for tpl_value, members in itertools.groupby(by_values, key=values.__getitem__):
             group = list(members)
             for start in range(0, len(group), batch_size):
@@ -173,7 +173,7 @@ class SendPlan:
     The calls of one task instance, and what the ledger keeps to replay them.
 
     :param routed: template id -> its numbers, sorted.
-    :param values: number -> its encoded ``tplValue``.
+    :param values: number -> its packed variables.
     :param inputs: digests of the inputs, which a retry must find unchanged.
     :param batch_size: numbers per call (an earlier try's, when replayed).
     :param variables: template id -> the variables its text uses (``None``: not known), as checked.
@@ -182,7 +182,7 @@ class SendPlan:
     """
 
     routed: dict[int, list[str]]
-    values: Mapping[str, str | None]
+    values: Mapping[str, bytes]
     inputs: dict[str, str]
     batch_size: int
     variables: dict[str, list[str]] | None
@@ -212,7 +212,7 @@ class SendPlan:
     def make(
         cls,
         *,
-        to_send: Mapping[str, str | None],
+        to_send: Mapping[str, bytes],
         not_sent: Iterable[str],
         tpl_id: int | None,
         carrier_tpl_ids: Mapping[str, int] | None,
@@ -226,7 +226,7 @@ class SendPlan:
         """
         Replay ``previous`` when an earlier try planned; else plan afresh.
 
-        :param to_send: number -> encoded ``tplValue``, for every number to send.
+        :param to_send: number -> its packed variables, for every number to send.
         :param not_sent: the other requested numbers (invalid, suppressed): part of the recipients'
             digest, so that a number moving in or out of the send between tries is noticed.
         :param variables: the variables checked in the rows, per template (in the plan's record).
@@ -240,7 +240,7 @@ class SendPlan:
         inputs = {
             "recipients": digest(numbers, sorted(not_sent)),
             "templates": digest(json.dumps({**templates, "variables": variables}, sort_keys=True)),
-            "values": digest(to_send[number] or "" for number in numbers),
+            "values": digest(to_send[number] for number in numbers),
         }
         if previous is not None:
             if previous.get("version") != PLAN_VERSION:

@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import quote
 
 from airflow_provider_juhe.mobiles import is_valid_mobile, normalise_mobile, split_mobiles
-from airflow_provider_juhe.sms_content import decode_tpl_value, variable_name
+from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
 
 #: Reasons a requested number is not sent, as the report gives them.
 NOT_A_NUMBER = "not a valid mobile number"
@@ -38,13 +37,13 @@ class Audience:
     """
     The requested numbers, each in exactly one place.
 
-    :param to_send: valid, not suppressed, every variable present: number -> encoded ``tplValue``
-        (equal values share one string object).
+    :param to_send: valid, not suppressed, every variable present: number -> its variables, packed
+        (:func:`~airflow_provider_juhe.sms_content.pack_values`; ``b""`` for none).
     :param invalid: number as given (normalised) -> why it is not sent.
     :param suppressed: valid numbers found in the opt-out list, in order.
     """
 
-    to_send: dict[str, str | None] = field(default_factory=dict)
+    to_send: dict[str, bytes] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
     suppressed: dict[str, None] = field(default_factory=dict)  # an ordered set
 
@@ -60,13 +59,14 @@ def template_variables(content: str) -> frozenset[str]:
 
 def audience_from_mobiles(
     mobiles: str | int | Iterable[str | int] | None,
-    tpl_value: str | None,
+    tpl_value: Mapping[str, object] | str | None,
     suppress: frozenset[str] | set[str],
 ) -> Audience:
-    """Every valid number with the one operator-wide ``tpl_value`` (already encoded)."""
+    """Every valid number with the one operator-wide ``tpl_value``."""
+    values = pack_values(_as_mapping(tpl_value))
     audience = Audience()
     for entry in split_mobiles(mobiles):
-        _admit(audience, entry, tpl_value, suppress)
+        _admit(audience, entry, values, suppress)
     return audience
 
 
@@ -98,35 +98,33 @@ def audience_from_rows(
 
 class RowValues:
     """
-    A row's variables over the operator-wide ones, encoded as ``tplValue`` (names sorted, so that
-    equal values give equal strings). Repeated rows (a campaign's few distinct value sets) are
-    answered from a bounded memory instead of being encoded again.
+    A row's variables over the operator-wide ones, packed with names sorted (equal values, equal
+    bytes). Repeated rows (a campaign's few distinct value sets) are answered from a bounded memory
+    instead of being packed again.
     """
 
-    ROWS_REMEMBERED = 10_000
-    TEXTS_REMEMBERED = 100_000
+    ROWS_REMEMBERED = 4_096
 
     def __init__(self, tpl_value: Mapping[str, object] | str | None, required: frozenset[str] | None) -> None:
         self.base = {variable_name(k): str(v) for k, v in _as_mapping(tpl_value).items()}
         self.required = required or frozenset()
-        self._rows: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
-        self._quoted: dict[str, str] = {}
+        self._rows: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
         self._names: dict[Any, str] = {}
 
-    def __call__(self, names: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[str | None, str | None]:
-        """``(encoded values, None)``, or ``(None, "missing #name#")``."""
+    def __call__(self, names: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[bytes, str | None]:
+        """``(packed values, None)``, or ``(b"", "missing #name#")``."""
         key = (names, values)
         try:
             known = self._rows.get(key)
-        except TypeError:  # a value that cannot be hashed (a nested JSON list): encoded every time
-            return self._encode(names, values)
+        except TypeError:  # a value that cannot be hashed (a nested JSON list): packed every time
+            return self._pack(names, values)
         if known is None:
-            known = self._encode(names, values)
+            known = self._pack(names, values)
             if len(self._rows) < self.ROWS_REMEMBERED:
                 self._rows[key] = known
         return known
 
-    def _encode(self, names: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[str | None, str | None]:
+    def _pack(self, names: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[bytes, str | None]:
         merged = dict(self.base)
         for key, value in zip(names, values, strict=True):
             # None keys are cells beyond a CSV header; empty cells leave the variable unset
@@ -135,24 +133,14 @@ class RowValues:
                 merged[name] = value if isinstance(value, str) else str(value)
         missing = self.required - merged.keys()
         if missing:
-            return None, f"missing {', '.join(sorted(missing))}"
-        if not merged:
-            return None, None
-        return "&".join(f"{self._quote(n)}={self._quote(v)}" for n, v in sorted(merged.items())), None
-
-    def _quote(self, text: str) -> str:
-        quoted = self._quoted.get(text)
-        if quoted is None:
-            quoted = quote(text, safe="")
-            if len(self._quoted) < self.TEXTS_REMEMBERED:
-                self._quoted[text] = quoted
-        return quoted
+            return b"", f"missing {', '.join(sorted(missing))}"
+        return pack_values(dict(sorted(merged.items()))), None
 
 
 def _admit(
     audience: Audience,
     entry: str,
-    values: str | None,
+    values: bytes,
     suppress: frozenset[str] | set[str],
     missing: str | None = None,
 ) -> None:

@@ -26,8 +26,9 @@ class SendSummary:
     """
     ``requested == sent + invalid_count + suppressed + failed_count + unknown_count``.
 
-    Sent numbers are counted, never listed; the other lists stop at :data:`LIST_CAP` numbers each, so
-    the XCom stays small for a million recipients while the counts stay exact.
+    Sent numbers are counted, never listed; the other lists stop at :data:`LIST_CAP` numbers each, and
+    ``batches`` (the calls that sent, with their sids) at :data:`LIST_CAP` calls, so the XCom stays
+    small for a million recipients while the counts stay exact. The report file lists every one.
     """
 
     requested: int
@@ -38,6 +39,7 @@ class SendSummary:
     failed_count: int = 0
     unknown_count: int = 0
     batches: list[dict[str, Any]] = field(default_factory=list)
+    batches_count: int = 0
     report: str | None = None
     unknown: list[str] = field(default_factory=list)
     _failed: dict[tuple[int | None, str], dict[str, Any]] = field(default_factory=dict)
@@ -52,7 +54,9 @@ class SendSummary:
     def record_sent(self, batch: Batch, sid: str, fee: int) -> None:
         self.sent += len(batch.mobiles)
         self.fee += fee
-        self.batches.append({"sid": sid, "tpl_id": batch.tpl_id, "count": len(batch.mobiles), "fee": fee})
+        self.batches_count += 1
+        if len(self.batches) < LIST_CAP:  # a personalised campaign makes a call per customer
+            self.batches.append({"sid": sid, "tpl_id": batch.tpl_id, "count": len(batch.mobiles), "fee": fee})
 
     def record_failed(self, batch: Batch, error_code: int | None, reason: str) -> None:
         """Failures with the same code and reason share one entry."""
@@ -110,6 +114,7 @@ class SendSummary:
             "unknown": self.unknown,
             "unknown_count": self.unknown_count,
             "batches": self.batches,
+            "batches_count": self.batches_count,
             "report": self.report,
         }
 

@@ -140,6 +140,7 @@ def test_sharded_campaign(repayment):
         f"send_shard[{shard}]" for shard in range(3)
     }
     totals = result.xcom("totals")
-    assert (totals["requested"], totals["sent"], totals["invalid_count"], totals["suppressed"]) == (8, 5, 2, 1)
+    counts = [totals[key] for key in ("requested", "sent", "invalid_count", "suppressed")]
+    assert counts == [8, 5, 2, 1]
     reached = [n for m in repayment.messages() for n in m["mobiles"]]
     assert len(reached) == len(set(reached)) == 5  # the duplicate rows landed in one shard

@@ -332,3 +332,16 @@ def test_bad_input_fails_before_any_send_without_retries(sandbox_conn, tmp_path,
     output = capfd.readouterr()
     assert named in output.out + output.err
     assert "13800000001" not in output.out + output.err
+
+
+def test_the_calls_listed_in_xcom_are_capped_and_counted(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("通知#name#", "银行")
+    rows = [{"mobile": f"1380{i:07d}", "name": f"客户{i}"} for i in range(1_100)]  # a call per row
+
+    result = run_dag("juhe_test_campaign", recipients=rows, tpl_id=tpl_id)
+
+    assert result.state == "success"
+    summary = result.xcom("send")
+    assert summary["batches_count"] == 1_100
+    assert len(summary["batches"]) == 1_000
+    assert summary["sent"] == 1_100

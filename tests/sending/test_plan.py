@@ -20,7 +20,7 @@ def make(
     overrides=None,
     batch_size=10,
     group=None,
-    tpl_value=None,
+    tpl_value=b"",
     source="api",
     values=None,
     variables=None,
@@ -76,7 +76,7 @@ def test_a_replay_keeps_the_first_batch_size_and_carrier_answers_through_the_led
     ("change", "named"),
     [
         ({"valid": NUMBERS[:-1]}, "recipients"),
-        ({"tpl_value": "#a#=1"}, "values"),
+        ({"tpl_value": b"#a#\x1e1"}, "values"),
         ({"source": "local"}, "templates"),
         ({"variables": {"2": ["#name#"]}}, "templates"),
     ],
@@ -89,7 +89,10 @@ def test_changed_inputs_are_named(change, named):
 
 
 def test_rows_with_equal_values_share_calls_and_distinct_values_get_their_own():
-    values = {number: "#name#=A" if index % 2 else f"#name#=B{index}" for index, number in enumerate(NUMBERS)}
+    values = {
+        number: b"#name#\x1eA" if index % 2 else f"#name#\x1eB{index}".encode()
+        for index, number in enumerate(NUMBERS)
+    }
     shuffled = dict(reversed(list(values.items())))
 
     batches = make(NUMBERS, values=values, batch_size=4).batches
@@ -97,16 +100,16 @@ def test_rows_with_equal_values_share_calls_and_distinct_values_get_their_own():
     assert batches == make(NUMBERS, values=shuffled, batch_size=4).batches  # the rows' order does not matter
     for batch in batches:
         assert {values[number] for number in batch.mobiles} == {batch.tpl_value}
-    shared = [b for b in batches if b.tpl_value == "#name#=A"]
+    shared = [b for b in batches if b.tpl_value == b"#name#\x1eA"]
     assert sorted(len(b.mobiles) for b in shared) == [3, 4, 4, 4]  # 15 numbers, B = 4, both templates
-    assert sum(len(b.mobiles) for b in batches if b.tpl_value != "#name#=A") == 15
-    assert all(len(b.mobiles) == 1 for b in batches if b.tpl_value != "#name#=A")
+    assert sum(len(b.mobiles) for b in batches if b.tpl_value != b"#name#\x1eA") == 15
+    assert all(len(b.mobiles) == 1 for b in batches if b.tpl_value != b"#name#\x1eA")
     assert [b.index for b in batches] == list(range(len(batches)))
 
 
 def test_a_changed_value_of_one_row_is_named():
-    values = dict.fromkeys(NUMBERS, "#name#=A")
+    values = dict.fromkeys(NUMBERS, b"#name#\x1eA")
     first = make(NUMBERS, values=values)
 
     with pytest.raises(PlanChangedError, match=r"^values changed"):
-        make(NUMBERS, values={**values, NUMBERS[3]: "#name#=B"}, previous=first.record)
+        make(NUMBERS, values={**values, NUMBERS[3]: b"#name#\x1eB"}, previous=first.record)
