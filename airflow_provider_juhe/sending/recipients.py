@@ -13,7 +13,7 @@ import io
 import json
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -221,10 +221,10 @@ def _rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, 
 
 
 def _mapping_row(
-    row: Mapping[str, Any], mobile_field: str, where: str | Callable[[], str]
+    row: Mapping[str, Any], mobile_field: str, where: str
 ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     if mobile_field not in row:
-        raise RecipientsError(f"{where if isinstance(where, str) else where()}: no {mobile_field!r} field")
+        raise RecipientsError(f"{where}: no {mobile_field!r} field")
     names = tuple(key for key in row if key != mobile_field)
     number = row[mobile_field]
     return ("" if number is None else str(number)), names, tuple(row[key] for key in names)
