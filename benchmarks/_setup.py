@@ -66,7 +66,17 @@ def sandbox_process(latency: float = 0.0) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    args = ["--port", str(port), "--appkey", APPKEY, "--approve-after", "0", "--latency", str(latency)]
+    args = [
+        "--port",
+        str(port),
+        "--appkey",
+        APPKEY,
+        "--approve-after",
+        "0",
+        "--latency",
+        str(latency),
+        "--quiet",
+    ]
     log = tempfile.NamedTemporaryFile("w+", prefix="juhe-sandbox-", suffix=".log")  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "-m", "airflow_provider_juhe.sandbox", *args], stdout=log)
     try:

@@ -40,6 +40,8 @@ APPKEY = "e2e-appkey-7c41d9b02f6e4a58"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 EXAMPLES = ("example_juhe_template_flow", "example_juhe_customer_notifications", "example_juhe_failure_alert")
 BULK_DAG = "e2e_juhe_bulk_send"
+CAMPAIGN_DAG = "example_juhe_repayment_reminders"
+CAMPAIGN_WAIT = 40  # seconds from the trigger until the campaign's send window opens
 BULK_NUMBERS = [f"139{n:08d}" for n in range(10_000_000, 10_000_300)]
 ON_CALL = "15000009999"  # no example sends to it: every SMS it gets is an alert
 DEADLINE = time.monotonic() + 270  # every wait below ends by then: the tier stays under 5 minutes
@@ -313,6 +315,50 @@ def check_examples(airflow: Deployment, sandbox: JuheSandbox) -> None:
     check("customer notifications report", summary.get("sent", 0) > 0, json.dumps(summary))
 
 
+def start_campaign(airflow: Deployment) -> tuple[str, int]:
+    """The repayment example, its send window opening CAMPAIGN_WAIT seconds from now in Shanghai."""
+    opens = int(time.time()) + CAMPAIGN_WAIT
+
+    def shanghai(moment: int) -> str:
+        return time.strftime("%H:%M:%S", time.gmtime(moment + 8 * 3600))  # UTC+8, no DST
+
+    window = {"window_start": shanghai(opens), "window_end": shanghai(opens + 3600)}
+    return airflow.trigger(CAMPAIGN_DAG, window), opens
+
+
+def check_campaign(airflow: Deployment, sandbox: JuheSandbox, run_id: str, opens: int, tpl_id: int) -> None:
+    states_seen: set[str] = set()
+
+    def finished() -> bool:
+        states_seen.update(ti["state"] for ti in airflow.task_instances(CAMPAIGN_DAG, run_id) if ti["state"])
+        return airflow.run_state(CAMPAIGN_DAG, run_id) in ("success", "failed")
+
+    wait_for("the repayment campaign", finished, CAMPAIGN_WAIT + 90, interval=0.3)
+    state = airflow.run_state(CAMPAIGN_DAG, run_id)
+    sent = [m for m in sandbox.messages() if m["tpl_id"] == tpl_id]
+    check(
+        "campaign outside its send window deferred in the real triggerer (no worker slot), sent at the opening",
+        state == "success"
+        and "deferred" in states_seen
+        and bool(sent)
+        and min(m["at"] for m in sent) >= opens,
+        f"run {state}, states seen {sorted(states_seen)}, {len(sent)} calls, first "
+        f"{(min(m['at'] for m in sent) - opens) if sent else float('nan'):+.1f} s after the opening",
+    )
+    summary = airflow.xcom(CAMPAIGN_DAG, run_id, "send_reminders")
+    report = Path(summary.get("report") or "/nonexistent").expanduser()
+    rows = report.read_text(encoding="utf-8").splitlines()[1:] if report.is_file() else []
+    statuses = sorted(line.split(",")[1] for line in rows)
+    check(
+        "campaign: personalised texts, one opt-out, invalid rows, a report row per customer",
+        (summary["sent"], summary["suppressed"], summary["invalid_count"]) == (5, 1, 2)
+        and len({m["text"] for m in sent}) == 5
+        and statuses == ["invalid"] * 2 + ["sent"] * 5 + ["suppressed"],
+        f"sent {summary['sent']}, suppressed {summary['suppressed']}, invalid {summary['invalid_count']}; "
+        f"{len({m['text'] for m in sent})} distinct texts; report {report}: {statuses}",
+    )
+
+
 def check_killed_send(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int) -> str:
     """kill -9 of the task process mid-send; the scheduler's retry; every number at most once."""
     before = len(sandbox.messages())
@@ -406,6 +452,16 @@ def check_logs(airflow: Deployment) -> None:
                 rows += 1
                 if any(APPKEY in str(value) for value in row):
                     db_hits.append(table)
+    with sqlite3.connect(airflow.home / "airflow.db") as db:
+        rendered = [
+            str(row) for row in db.execute("SELECT rendered_fields FROM rendered_task_instance_fields")
+        ]
+    exposed = [number for text in rendered for number in NUMBER.findall(text)]
+    check(
+        "customers' numbers in the stored rendered template fields",
+        not exposed,
+        f"{len(exposed)} numbers in {len(rendered)} records (the bulk send passed 300 through a template)",
+    )
     raw = (airflow.home / "airflow.db").read_bytes().count(APPKEY.encode())
     check(
         "app key in the metadata DB",
@@ -419,7 +475,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="juhe-e2e-"))
     (home / "dags").mkdir()
     for source in [*(REPO / "example_dags").iterdir(), *(REPO / "e2e" / "dags").glob("*.py")]:
-        if source.suffix in (".py", ".csv"):
+        if source.suffix in (".py", ".csv", ".txt"):
             shutil.copy(source, home / "dags" / source.name)
     installed = Path(airflow_provider_juhe.__file__).resolve()
     print(f"e2e: provider {airflow_provider_juhe.__version__} from {installed.parent}", flush=True)
@@ -443,10 +499,16 @@ def main() -> int:
                 ),
             )
             bulk_tpl_id = sandbox.add_template("您的账单已出，请按时还款。", "银行")
+            campaign_tpl_id = sandbox.add_template(
+                "尊敬的#name#，您尾号#card#的信用卡账单#amount#元将于#due_date#到期，请按时还款。", "银行"
+            )
+            airflow.set_variables(
+                juhe_repayment_tpl_id=str(campaign_tpl_id), juhe_report_folder=(home / "reports").as_uri()
+            )
             airflow.migrate()
             airflow.start()
             wait_for("every component healthy", airflow.healthy, 120, interval=1)
-            wanted = {*EXAMPLES, BULK_DAG}
+            wanted = {*EXAMPLES, BULK_DAG, CAMPAIGN_DAG}
             wait_for(
                 "the DAGs to be parsed",
                 lambda: wanted <= {d["dag_id"] for d in airflow.get("/api/v2/dags", limit=100)["dags"]},
@@ -456,7 +518,9 @@ def main() -> int:
             check("components healthy, DAGs parsed", True, f"after {time.monotonic() - started:.0f} s")
             check_registration(airflow)
             check_connection_test(airflow, sandbox)
+            campaign_run, opens = start_campaign(airflow)
             check_examples(airflow, sandbox)
+            check_campaign(airflow, sandbox, campaign_run, opens, campaign_tpl_id)
             run_id = check_killed_send(airflow, sandbox, bulk_tpl_id)
             check_clear(airflow, sandbox, run_id)
         except Exception as error:

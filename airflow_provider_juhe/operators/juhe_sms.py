@@ -335,7 +335,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
         for batch in not_started:  # only after an auth error: surely not sent
             summary.record(batch, auth_error)
         if report is not None:
-            summary.report = self._write_report(report, plan, ledger, summary, audience)
+            summary.report = self._write_report(context, report, plan, ledger, summary, audience)
         return self._conclude(context, summary, auth_error, sent_now=len(pending) > 0)
 
     def _audience(self, variables: dict[str, list[str]] | None, suppress: frozenset[str]) -> Audience:
@@ -401,13 +401,20 @@ class JuheSendSmsOperator(JuheBaseOperator):
             )
 
     def _write_report(
-        self, location: Any, plan: SendPlan, ledger: SendLedger, summary: SendSummary, audience: Audience
+        self,
+        context: Context,
+        location: Any,
+        plan: SendPlan,
+        ledger: SendLedger,
+        summary: SendSummary,
+        audience: Audience,
     ) -> str:
         rows = report_rows(plan, ledger, summary.outcomes, audience.invalid, audience.suppressed)
         try:
             uri = write_report(location, rows)
         except Exception as error:
-            # A retry re-sends nothing settled and writes the report again.
+            # The sends are settled in the ledger: a retry sends nothing again and writes the report.
+            context["ti"].xcom_push(key="return_value", value=summary.as_dict())
             raise JuheError(
                 f"report_path: could not write {location}: {type(error).__name__}: {error}"
             ) from None

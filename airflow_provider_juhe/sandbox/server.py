@@ -146,10 +146,14 @@ class JuheSandbox:
         """The value for ``AIRFLOW_CONN_<ID>`` that points a ``juhe_sms`` connection here."""
         return json.dumps({"conn_type": "juhe_sms", "host": self.url, "password": self.state.appkey})
 
-    def messages(self) -> list[dict[str, Any]]:
-        """Every accepted send: ``{"sid", "mobiles", "tpl_id", "text", "fee", "at"}`` (``at``: epoch seconds)."""
+    def messages(self, start: int = 0) -> list[dict[str, Any]]:
+        """
+        Every accepted send: ``{"sid", "mobiles", "tpl_id", "text", "fee", "at"}`` (``at``: epoch seconds).
+
+        :param start: skip the first ``start`` messages (a follower reads only what is new).
+        """
         with self.state._lock:
-            return messages_for(self.state.sent)
+            return messages_for(self.state.sent[start:])
 
     def calls(self) -> list[dict[str, Any]]:
         """Every request received: ``{"path", "method", "query", "params"}`` (the key left out)."""

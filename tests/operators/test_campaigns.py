@@ -345,3 +345,27 @@ def test_the_calls_listed_in_xcom_are_capped_and_counted(sandbox_conn):
     assert summary["batches_count"] == 1_100
     assert len(summary["batches"]) == 1_000
     assert summary["sent"] == 1_100
+
+
+def test_a_report_that_cannot_be_written_fails_the_try_and_the_retry_writes_it(sandbox_conn, tmp_path):
+    tpl_id = sandbox_conn.add_template("通知#name#", "银行")
+    rows = [{"mobile": f"1380000{i:04d}", "name": str(i)} for i in range(3)]
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the report's folder should be")
+    when = pendulum.datetime(2026, 4, 2, tz="UTC")
+
+    first = run_dag(
+        "juhe_test_campaign_slow",
+        logical_date=when,
+        recipients=rows,
+        tpl_id=tpl_id,
+        report_path=str(blocker / "report.csv"),
+    )
+    assert first.state == "failed"
+    assert first.xcom("send")["sent"] == 3  # pushed before the failure
+    blocker.unlink()
+    second = rerun_task("juhe_test_campaign_slow", when)
+
+    assert second.state == "success"
+    assert {row["status"] for row in read_report(blocker / "report.csv").values()} == {"sent"}
+    assert len(sent_numbers(sandbox_conn)) == 3  # nothing sent again
