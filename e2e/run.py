@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 
@@ -346,7 +347,7 @@ def check_campaign(airflow: Deployment, sandbox: JuheSandbox, run_id: str, opens
         f"{(min(m['at'] for m in sent) - opens) if sent else float('nan'):+.1f} s after the opening",
     )
     summary = airflow.xcom(CAMPAIGN_DAG, run_id, "send_reminders")
-    report = Path(summary.get("report") or "/nonexistent").expanduser()
+    report = Path(urlparse(summary.get("report") or "file:///nonexistent").path)
     rows = report.read_text(encoding="utf-8").splitlines()[1:] if report.is_file() else []
     statuses = sorted(line.split(",")[1] for line in rows)
     check(

@@ -124,3 +124,13 @@ def rerun_task(
     state = str(getattr(ti.state, "value", ti.state))
     session.close()
     return DagRunResult(dag_id, run.run_id, state, {task_id: state}, {task_id: ti.try_number})
+
+
+def rendered_fields(run_id: str, task_id: str) -> list[dict[str, Any]]:
+    """What Airflow stored as the task's rendered template fields (one per map index)."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(run_id=run_id, task_id=task_id).all()
+        return [row.rendered_fields for row in sorted(rows, key=lambda row: row.map_index)]

@@ -36,8 +36,6 @@ _TEMPLATE_MARKS = ("{{", "{%", "{#")
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_WORKERS = 4
 DEFAULT_TIMEZONE = "Asia/Shanghai"
-#: Template fields that hold customers' numbers (and values): masked once rendered.
-PERSONAL_FIELDS = ("mobiles", "recipients", "suppress")
 
 
 class JuheBaseOperator(BaseOperator):
@@ -50,9 +48,13 @@ class JuheBaseOperator(BaseOperator):
 
     ui_color = "#e8f4ff"
 
+    #: Template fields that may hold customers' numbers (and values): masked once rendered.
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, *, juhe_conn_id: str = JuheSmsHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.juhe_conn_id = juhe_conn_id
+        self._inputs: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> JuheSmsHook:
@@ -68,6 +70,38 @@ class JuheBaseOperator(BaseOperator):
 
     def call_juhe(self, context: Context) -> Any:
         raise NotImplementedError
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        # The one rendering step of mapped and unmapped tasks alike.
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            self._mask_personal_fields()
+
+    def _mask_personal_fields(self) -> None:
+        """
+        Keep rendered numbers and rows for ``execute`` and leave a masked description in their place:
+        Airflow stores and shows the task's rendered fields from these attributes.
+        """
+        for name in self.personal_fields:
+            value = getattr(self, name)
+            if (
+                name not in self._inputs
+                and value is not None
+                and not (name != "mobiles" and is_location(value))
+            ):
+                self._inputs[name] = value
+                setattr(self, name, masked_view(value))
+
+    def _input(self, name: str) -> Any:
+        """A personal field's rendered value (or the attribute, when nothing was rendered)."""
+        return self._inputs.get(name, getattr(self, name))
 
     def render_template(
         self,
@@ -124,6 +158,7 @@ class JuheGroupMobilesOperator(JuheBaseOperator):
     """
 
     template_fields: Sequence[str] = ("mobiles", "source")
+    personal_fields: ClassVar[tuple[str, ...]] = ("mobiles",)
 
     def __init__(self, *, mobiles: str | Iterable[str], source: str = "api", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -131,7 +166,7 @@ class JuheGroupMobilesOperator(JuheBaseOperator):
         self.source = source
 
     def call_juhe(self, context: Context) -> dict[str, list[str]]:
-        groups = group_mobiles(self.hook, self.mobiles, self.source)
+        groups = group_mobiles(self.hook, self._input("mobiles"), self.source)
         self.log.info("Carrier groups: %s", {carrier: len(numbers) for carrier, numbers in groups.items()})
         return groups
 
@@ -198,6 +233,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
         "report_path",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"tpl_value": "json", "carrier_tpl_ids": "json"}
+    personal_fields: ClassVar[tuple[str, ...]] = ("mobiles", "recipients", "suppress")
 
     def __init__(
         self,
@@ -240,23 +276,6 @@ class JuheSendSmsOperator(JuheBaseOperator):
         self.max_workers = max_workers
         self.dry_run = dry_run
         self.fail_on_unknown = fail_on_unknown
-        self._inputs: dict[str, Any] = {}
-
-    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        super().render_template_fields(context, jinja_env)
-        # What Airflow stores and shows as rendered fields is read from these attributes afterwards.
-        for name in PERSONAL_FIELDS:
-            value = getattr(self, name)
-            if (
-                name not in self._inputs
-                and value is not None
-                and not (name != "mobiles" and is_location(value))
-            ):
-                self._inputs[name] = value
-                setattr(self, name, masked_view(value))
-
-    def _input(self, name: str) -> Any:
-        return self._inputs.get(name, getattr(self, name))
 
     def resume_send(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Where a send deferred for its window resumes: the ledger says what is left."""

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from tests.dag_runs import dagbag_import_errors, run_dag
+from tests.dag_runs import dagbag_import_errors, rendered_fields, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
+NUMBER = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 
 
 def test_example_dags_import_without_errors():
@@ -34,6 +35,8 @@ def test_template_flow(sandbox_conn, without_logical_date):
         submitted["carrier_tpl_ids"]["all"]: ["19200004444"],
     }
     assert [t["state_name"] for t in result.xcom("wait_for_approval")] == ["approved"] * 4
+    (grouping,) = rendered_fields(result.run_id, "group_by_carrier")
+    assert not NUMBER.findall(str(grouping))
 
 
 ALERT_TEXT = "#dag#：#task#失败，另有#more#条告警已合并，请处理"
@@ -84,6 +87,10 @@ def test_customer_notifications(sandbox_conn, monkeypatch, without_logical_date)
     assert result.xcom("report") == {"requested": 11, "sent": 9, "invalid": 2, "fee": 9}
     sent = [number for m in sandbox_conn.messages() for number in m["mobiles"]]
     assert len(sent) == len(set(sent)) == 9
+    stored = rendered_fields(result.run_id, "send_reminders")  # mapped: rendered on the unmapped task
+    assert len(stored) == 3
+    assert not NUMBER.findall(str(stored))
+    assert all(fields["mobiles"].startswith("<") for fields in stored)
 
 
 REPAYMENT_TEXT = "尊敬的#name#，您尾号#card#的信用卡账单#amount#元将于#due_date#到期，请按时还款。"
