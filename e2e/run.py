@@ -337,14 +337,18 @@ def check_campaign(airflow: Deployment, sandbox: JuheSandbox, run_id: str, opens
     wait_for("the repayment campaign", finished, CAMPAIGN_WAIT + 90, interval=0.3)
     state = airflow.run_state(CAMPAIGN_DAG, run_id)
     sent = [m for m in sandbox.messages() if m["tpl_id"] == tpl_id]
+    (ti,) = airflow.task_instances(CAMPAIGN_DAG, run_id)
+    # The deferral leaves the task's own line and the trigger's log beside the try's log.
+    folder = airflow.home / "logs" / f"dag_id={CAMPAIGN_DAG}" / f"run_id={run_id}" / "task_id=send_reminders"
+    task_log = "".join(path.read_text(errors="replace") for path in folder.glob("attempt=1.log"))
+    trigger_log = "".join(path.read_text(errors="replace") for path in folder.glob("attempt=1.log.trigger.*"))
+    deferred = "is closed" in task_log and "trigger starting" in trigger_log
+    first = min(m["at"] for m in sent) if sent else float("nan")
     check(
         "campaign outside its send window deferred in the real triggerer (no worker slot), sent at the opening",
-        state == "success"
-        and "deferred" in states_seen
-        and bool(sent)
-        and min(m["at"] for m in sent) >= opens,
-        f"run {state}, states seen {sorted(states_seen)}, {len(sent)} calls, first "
-        f"{(min(m['at'] for m in sent) - opens) if sent else float('nan'):+.1f} s after the opening",
+        state == "success" and deferred and ti["try_number"] == 1 and first >= opens,
+        f"run {state}, try {ti['try_number']}, deferral logged by the task and the triggerer: {deferred}, "
+        f"states seen {sorted(states_seen)}, {len(sent)} calls, the first {first - opens:+.1f} s after the opening",
     )
     summary = airflow.xcom(CAMPAIGN_DAG, run_id, "send_reminders")
     report = Path(urlparse(summary.get("report") or "file:///nonexistent").path)
@@ -486,7 +490,7 @@ def main() -> int:
         "site-packages" in installed.parts and installed.parent != REPO / "airflow_provider_juhe",
     )
     airflow = None
-    with JuheSandbox(appkey=APPKEY, approve_after=15) as sandbox:  # long enough to defer
+    with JuheSandbox(appkey=APPKEY, approve_after=35) as sandbox:  # the sensor defers, even behind 20 tasks
         try:
             airflow = Deployment(home, sandbox)
             airflow.set_variables(
