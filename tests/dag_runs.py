@@ -12,11 +12,21 @@ from typing import Any
 DAGS_FOLDER = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
 
 
-def _dagbag():
-    """Parsed afresh for every run: dag.test() leaves run_conf in the DAG's params."""
+_DAG_FILES: dict[str, str] = {}  # dag_id -> its file, learned from the first parse of the folder
+
+
+def _dagbag(dag_id: str | None = None):
+    """
+    Parsed afresh for every run (dag.test() leaves run_conf in the DAG's params): the DAG's own file
+    once it is known, the whole folder the first time.
+    """
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(str(DAGS_FOLDER))
+    if dag_id in _DAG_FILES:
+        return DagBag(_DAG_FILES[dag_id])
+    bag = DagBag(str(DAGS_FOLDER))
+    _DAG_FILES.update({found: dag.fileloc for found, dag in bag.dags.items()})
+    return bag
 
 
 def dagbag_import_errors() -> dict[str, str]:
@@ -68,7 +78,7 @@ def run_dag(
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    dag = _dagbag().get_dag(dag_id)
+    dag = _dagbag(dag_id).get_dag(dag_id)
     assert dag is not None, f"{dag_id} not in the DAGs folder: {dagbag_import_errors()}"
     if configure is not None:
         configure(dag)
@@ -106,7 +116,7 @@ def rerun_task(
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
-    dag = _dagbag().get_dag(dag_id)
+    dag = _dagbag(dag_id).get_dag(dag_id)
     if configure is not None:
         configure(dag)
     session = settings.Session()

@@ -164,9 +164,25 @@ def test_rows_from_csv_and_gzipped_json_lines_files(sandbox_conn, tmp_path):
     }
 
 
-def test_a_window_opening_seconds_after_the_start_defers_then_sends(sandbox_conn):
+@pytest.fixture
+def resumptions(monkeypatch, sandbox_conn):
+    """How many messages the sandbox had received each time a send resumed from a deferral."""
+    from airflow_provider_juhe.operators.juhe_sms import JuheSendSmsOperator
+
+    seen: list[int] = []
+    original = JuheSendSmsOperator.resume_send
+
+    def recording_resume(self, context, event=None):
+        seen.append(len(sandbox_conn.messages()))
+        return original(self, context, event)
+
+    monkeypatch.setattr(JuheSendSmsOperator, "resume_send", recording_resume)
+    return seen
+
+
+def test_a_window_opening_seconds_after_the_start_defers_then_sends(sandbox_conn, resumptions):
     tpl_id = sandbox_conn.add_template("通知#name#", "银行")
-    opens = pendulum.now("UTC").add(seconds=6).replace(microsecond=0)
+    opens = pendulum.now("UTC").add(seconds=8).replace(microsecond=0)
     window = [opens.in_timezone("Asia/Shanghai").format("HH:mm:ss"), local_time(3600)]
 
     result = run_dag(
@@ -178,11 +194,14 @@ def test_a_window_opening_seconds_after_the_start_defers_then_sends(sandbox_conn
 
     assert result.state == "success", result.states
     assert result.tries["send"] == 1  # a deferral, not a retry
+    assert resumptions == [0]  # deferred before any call, resumed once
     assert all(m["at"] >= opens.timestamp() for m in sandbox_conn.messages())
     assert sorted(sent_numbers(sandbox_conn)) == ["13800000001", "13800000002"]
 
 
-def test_a_window_closing_mid_send_defers_and_resumes_without_sending_twice(sandbox_conn, tmp_path):
+def test_a_window_closing_mid_send_defers_and_resumes_without_sending_twice(
+    sandbox_conn, tmp_path, resumptions
+):
     tpl_id = sandbox_conn.add_template("通知#name#", "银行")
     sandbox_conn.inject("latency", seconds=0.25, times=1_000, path="send.php")
     rows = [{"mobile": f"1380000{i:04d}", "name": str(i)} for i in range(48)]  # ~12 s at one call at a time
@@ -200,6 +219,8 @@ def test_a_window_closing_mid_send_defers_and_resumes_without_sending_twice(sand
 
     assert result.state == "success", result.states
     assert result.tries["send"] == 1
+    assert len(resumptions) == 1
+    assert 0 < resumptions[0] < 48  # cut mid-send, not closed at the start
     times = sorted(m["at"] for m in sandbox_conn.messages())
     assert max(later - earlier for earlier, later in itertools.pairwise(times)) >= 1.5  # the closed window
     assert sorted(sent_numbers(sandbox_conn)) == sorted(row["mobile"] for row in rows)
