@@ -170,3 +170,13 @@ def test_packed_values_survive_any_text():
     values = {"#a#": "x=1&y=2#%", "#b#": "\x1e\x1f%1E", "#c#": "王 芳"}
 
     assert unpack_values(pack_values(values)) == values
+
+
+def test_an_object_storage_path_is_read_like_a_uri(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    (tmp_path / "c.csv").write_text("mobile,name,amount\n13800000001,王芳,1\n", encoding="utf-8")
+
+    audience = read(ObjectStoragePath(f"file://{tmp_path}/c.csv"))
+
+    assert list(audience.to_send) == ["13800000001"]
