@@ -92,3 +92,8 @@ def sms_parts(text: str) -> int:
     if len(text) <= SINGLE_SMS_CHARS:
         return 1
     return math.ceil(len(text) / MULTIPART_SMS_CHARS)
+
+
+def message_parts(signature: str, content: str, packed: bytes) -> int:
+    """SMS parts of one message: the template rendered with packed variables, after its 【signature】."""
+    return sms_parts(f"【{signature}】" + render_text(content, unpack_values(packed)))

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_juhe.exceptions import JuheAuthError, JuheError, JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
-from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid, split_mobiles
+from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
 from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
 from airflow_provider_juhe.sending.ledger import SendLedger
 from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
@@ -21,12 +21,13 @@ from airflow_provider_juhe.sending.recipients import (
     audience_from_mobiles,
     audience_from_rows,
     is_location,
+    masked_view,
     read_suppressed,
     template_variables,
 )
-from airflow_provider_juhe.sending.report import SendSummary, report_rows, write_report
+from airflow_provider_juhe.sending.report import SendSummary, report_location, report_rows, write_report
 from airflow_provider_juhe.sending.window import SendWindow, now
-from airflow_provider_juhe.sms_content import render_text, sms_parts, unpack_values
+from airflow_provider_juhe.sms_content import message_parts
 
 if TYPE_CHECKING:
     import jinja2
@@ -97,7 +98,7 @@ class JuheBaseOperator(BaseOperator):
                 and not (name != "mobiles" and is_location(value))
             ):
                 self._inputs[name] = value
-                setattr(self, name, masked_view(value))
+                setattr(self, name, masked_view(value, getattr(self, "mobile_field", "mobile")))
 
     def _input(self, name: str) -> Any:
         """A personal field's rendered value (or the attribute, when nothing was rendered)."""
@@ -488,7 +489,12 @@ class JuheSendSmsOperator(JuheBaseOperator):
         for batch in plan.iter_batches():
             if (batch.tpl_id, batch.tpl_value) != last:  # groups of equal values come one after another
                 last = (batch.tpl_id, batch.tpl_value)
-                parts = rendered_parts(templates.get(batch.tpl_id), batch.tpl_value)
+                template = templates.get(batch.tpl_id)
+                parts = (
+                    message_parts(template["signature"], template["content"], batch.tpl_value)
+                    if template
+                    else 1
+                )
             planned += len(batch.mobiles)
             calls += 1
             estimated_fee += parts * len(batch.mobiles)
@@ -523,43 +529,6 @@ class JuheSendSmsOperator(JuheBaseOperator):
             str(i): sorted(template_variables(templates[i]["content"])) for i in tpl_ids if i in templates
         }
         return known or None
-
-
-def rendered_parts(template: Mapping[str, Any] | None, tpl_value: bytes) -> int:
-    """SMS parts of one message: the template with its 【signature】 and values (1 when unknown)."""
-    if template is None:
-        return 1
-    return sms_parts(
-        f"【{template['signature']}】" + render_text(template["content"], unpack_values(tpl_value))
-    )
-
-
-def report_location(report_path: Any) -> Any:
-    """The report's ``ObjectStoragePath``, checked before any send (an unknown scheme fails here)."""
-    if report_path is None:
-        return None
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(report_path, ObjectStoragePath):
-        return report_path
-    if not isinstance(report_path, str) or not report_path.strip():
-        raise ValueError(f"report_path: expected a path or URI, got {report_path!r}")
-    try:
-        return ObjectStoragePath(report_path)
-    except Exception as error:
-        raise ValueError(f"report_path: {report_path}: {type(error).__name__}: {error}") from None
-
-
-def masked_view(value: Any) -> str:
-    """What the Rendered Templates view shows of numbers or rows: a count and a few masked numbers."""
-    if isinstance(value, (str, int)):
-        numbers = split_mobiles(value)
-    elif isinstance(value, Sequence):
-        numbers = [str(row.get("mobile", "")) if isinstance(row, Mapping) else str(row) for row in value[:3]]
-        numbers += [""] * (len(value) - len(numbers))
-    else:
-        return f"<{type(value).__name__}, not shown>"
-    return f"<{len(numbers)} entries: {mask_sample(numbers, limit=3)}>"
 
 
 def _nothing_to_send_message(invalid: Mapping[str, str], field_name: str) -> str:

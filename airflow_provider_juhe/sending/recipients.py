@@ -13,12 +13,12 @@ import io
 import json
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow_provider_juhe.mobiles import is_valid_mobile, normalise_mobile, split_mobiles
+from airflow_provider_juhe.mobiles import is_valid_mobile, mask_sample, normalise_mobile, split_mobiles
 from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
 
 #: Reasons a requested number is not sent, as the report gives them.
@@ -157,6 +157,18 @@ def _admit(
         audience.invalid[number] = missing
     else:
         audience.to_send[number] = values
+
+
+def masked_view(value: Any, mobile_field: str = "mobile") -> str:
+    """Numbers or rows described without personal data: a count and the first numbers, masked."""
+    if isinstance(value, (str, int)):
+        numbers = split_mobiles(value)
+    elif isinstance(value, Sequence):
+        shown = [row.get(mobile_field, "") if isinstance(row, Mapping) else row for row in value[:3]]
+        numbers = [str(number) for number in shown] + [""] * (len(value) - len(shown))
+    else:
+        return f"<{type(value).__name__}, not shown>"
+    return f"<{len(numbers)} entries: {mask_sample(numbers, limit=3)}>"
 
 
 def read_suppressed(suppress: Any) -> frozenset[str]:

@@ -163,3 +163,23 @@ def write_report(location: Any, rows: Iterable[tuple[Any, ...]]) -> str:
         writer.writerow(REPORT_COLUMNS)
         writer.writerows(rows)
     return str(path)
+
+
+def report_location(report_path: Any) -> Any:
+    """
+    The report's ``ObjectStoragePath``, checked before any send (an unknown scheme fails here).
+
+    :raises ValueError: naming ``report_path``.
+    """
+    if report_path is None:
+        return None
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(report_path, ObjectStoragePath):
+        return report_path
+    if not isinstance(report_path, str) or not report_path.strip():
+        raise ValueError(f"report_path: expected a path or URI, got {report_path!r}")
+    try:
+        return ObjectStoragePath(report_path)
+    except Exception as error:
+        raise ValueError(f"report_path: {report_path}: {type(error).__name__}: {error}") from None
