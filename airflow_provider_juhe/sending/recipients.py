@@ -26,6 +26,7 @@ NOT_A_NUMBER = "not a valid mobile number"
 _VARIABLE = re.compile(r"#[^#\s]+#")
 _FILE_TYPES = (".csv", ".jsonl")
 READ_CHUNK = 1 << 20
+_NUMBERS_ONLY = re.compile(r"[\d\s+,;，；()-]*")  # numbers as text (a rendered Variable), not a path
 
 
 class RecipientsError(ValueError):
@@ -173,8 +174,8 @@ def masked_view(value: Any, mobile_field: str = "mobile") -> str:
 
 def read_suppressed(suppress: Any) -> frozenset[str]:
     """
-    The opt-out numbers, normalised: a list, or a path/URI of a text file (one number a line) or of a
-    CSV with a ``mobile`` column (optionally ``.gz``).
+    The opt-out numbers, normalised: a list (or numbers as text), or a path/URI of a text file (one
+    number a line) or of a CSV with a ``mobile`` column (optionally ``.gz``).
 
     :raises RecipientsError: the file cannot be read or its CSV has no ``mobile`` column.
     """
@@ -212,8 +213,10 @@ def _as_mapping(tpl_value: Mapping[str, object] | str | None) -> Mapping[str, ob
 
 
 def is_location(value: Any) -> bool:
-    """A path or URI (``str`` or ``ObjectStoragePath``), as opposed to numbers or rows."""
-    return isinstance(value, str) or type(value).__name__ == "ObjectStoragePath"
+    """A path or URI (``str`` or ``ObjectStoragePath``), as opposed to numbers (also as text) or rows."""
+    if isinstance(value, str):
+        return _NUMBERS_ONLY.fullmatch(value) is None
+    return type(value).__name__ == "ObjectStoragePath"
 
 
 def _rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:

@@ -139,6 +139,7 @@ def test_opt_outs_from_a_list_a_text_file_and_a_csv(tmp_path):
     table.write_text("date,mobile\n2026-11-01,0086 13800000004\n")
 
     assert read_suppressed(["13800000009", "+8613800000008"]) == {"13800000009", "13800000008"}
+    assert read_suppressed("13800000009, +86 138 0000 0008") == {"13800000009", "13800000008"}  # not a path
     assert read_suppressed(str(text)) == {"13800000001", "13800000002", "13800000003"}
     assert read_suppressed(f"file://{table}") == {"13800000004"}
     assert read_suppressed(None) == frozenset()
