@@ -121,18 +121,25 @@ def is_valid_mobile(number: str) -> bool:
     return _VALID.fullmatch(number) is not None
 
 
+def check_mobile(entry: str) -> tuple[str, bool]:
+    """``(normalised number, whether it is valid)``; an already clean number skips the regexes."""
+    if len(entry) == 11 and entry.isdigit():
+        return entry, entry[0] == "1"
+    number = normalise_mobile(entry)
+    return number, is_valid_mobile(number)
+
+
 def parse_recipients(mobiles: str | int | Iterable[str | int] | None) -> Recipients:
     """Normalise, de-duplicate (keeping the first place) and split into valid and invalid."""
     seen: set[str] = set()
     valid: list[str] = []
     invalid: list[str] = []
     for entry in split_mobiles(mobiles):
-        clean = len(entry) == 11 and entry.isdigit()
-        number = entry if clean else normalise_mobile(entry)
+        number, is_valid = check_mobile(entry)
         if number in seen:
             continue
         seen.add(number)
-        (valid if (clean and entry[0] == "1") or is_valid_mobile(number) else invalid).append(number)
+        (valid if is_valid else invalid).append(number)
     return Recipients(valid, invalid)
 
 

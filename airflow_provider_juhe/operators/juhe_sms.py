@@ -184,7 +184,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
     the plan in the task-instance state store; later tries (and resumptions after a send window
     closed) replay it and never send a batch an earlier try may have sent. Returns the summary
     ``{"requested", "sent", "fee", "suppressed", "invalid", "invalid_count", "failed", "failed_count",
-    "unknown", "unknown_count", "batches", "report"}`` (lists capped at 1,000 numbers each). When
+    "unknown", "unknown_count", "batches", "batches_count", "report"}`` (lists capped at 1,000 numbers
+    each, ``batches`` at 1,000 calls). When
     anything failed the task fails after every batch was tried (a retry sends what surely failed);
     when only unknowns are left it fails without retries, or succeeds with a warning when
     ``fail_on_unknown=False``.
@@ -205,8 +206,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
     :param carrier_tpl_ids: instead of ``tpl_id``: per-carrier template ids (e.g. the submit task's
         XComArg); each number goes with its carrier's template, unknown carriers with ``all``. (templated)
     :param source: how numbers are grouped for ``carrier_tpl_ids``: ``"api"`` or ``"local"``. (templated)
-    :param suppress: numbers never to send to (opt-outs): a list, or a path/URI of a text file (one
-        number a line) or of a CSV with a ``mobile`` column. (templated)
+    :param suppress: numbers never to send to (opt-outs): a list (or numbers as text), or a path/URI of
+        a text file (one number a line) or of a CSV with a ``mobile`` column. (templated)
     :param send_window: ``("08:00", "21:00")``: local times (``HH:MM[:SS]``) between which calls may
         start. Outside it the task defers (holding no worker slot) until the window opens, and a
         send still running when it closes defers and resumes at the next opening. (templated)

@@ -2,7 +2,8 @@
 Who a send goes to: numbers or per-customer rows, from a list, an XCom value, or a file, and the
 opt-out list. Files (CSV with a header row, or JSON Lines, optionally gzipped) are read through
 ``airflow.sdk.ObjectStoragePath`` as a stream: a row lives only while it is being read, and what is
-kept per recipient is its normalised number and one shared, encoded ``tplValue`` string.
+kept per recipient is its normalised number and its variables, packed
+(:func:`~airflow_provider_juhe.sms_content.pack_values`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow_provider_juhe.mobiles import is_valid_mobile, mask_sample, normalise_mobile, split_mobiles
+from airflow_provider_juhe.mobiles import check_mobile, mask_sample, normalise_mobile, split_mobiles
 from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
 
 #: Reasons a requested number is not sent, as the report gives them.
@@ -146,11 +147,10 @@ def _admit(
     missing: str | None = None,
 ) -> None:
     """Place one entry; the first row of a number wins."""
-    clean = len(entry) == 11 and entry.isdigit()
-    number = entry if clean else normalise_mobile(entry.strip())
+    number, is_valid = check_mobile(entry)
     if number in audience.to_send or number in audience.invalid or number in audience.suppressed:
         return
-    if not ((clean and entry[0] == "1") or is_valid_mobile(number)):
+    if not is_valid:
         audience.invalid[number] = NOT_A_NUMBER
     elif number in suppress:
         audience.suppressed[number] = None
@@ -190,12 +190,8 @@ def read_suppressed(suppress: Any) -> frozenset[str]:
             rows = _csv_rows(stream, suppress, "mobile", "suppress")
             numbers.update(normalise_mobile(entry) for entry, _, _ in rows)
         else:
-            line = 0
-            try:
-                for line, text in enumerate(stream, start=1):  # noqa: B007
-                    numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
-            except (OSError, UnicodeDecodeError, EOFError) as error:
-                raise _unreadable("suppress", suppress, line, error) from None
+            for _, text in _numbered(stream, suppress, "suppress"):
+                numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
     return frozenset(numbers)
 
 
@@ -259,21 +255,17 @@ def _file_rows(location: Any, mobile_field: str) -> Iterator[tuple[str, tuple[An
 def _json_lines_rows(
     stream: Iterator[str], location: Any, mobile_field: str
 ) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
-    line = 0
-    try:
-        for line, text in enumerate(stream, start=1):
-            if not text.strip():
-                continue
-            where = f"recipients: {location}, line {line}"
-            try:
-                row = json.loads(text)
-            except ValueError as error:
-                raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, Mapping):
-                raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield _mapping_row(row, mobile_field, where)
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise _unreadable("recipients", location, line, error) from None
+    for line, text in _numbered(stream, location, "recipients"):
+        if not text.strip():
+            continue
+        where = f"recipients: {location}, line {line}"
+        try:
+            row = json.loads(text)
+        except ValueError as error:
+            raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, Mapping):
+            raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield _mapping_row(row, mobile_field, where)
 
 
 def _csv_rows(
@@ -304,6 +296,16 @@ def _csv_rows(
         ) from None
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise _unreadable(field_name, location, reader.line_num, error) from None
+
+
+def _numbered(stream: Iterator[str], location: Any, field_name: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)``; a read that fails names the file and the last line read."""
+    line = 0
+    try:
+        for line, text in enumerate(stream, start=1):
+            yield line, text
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise _unreadable(field_name, location, line, error) from None
 
 
 def _unreadable(field_name: str, location: Any, line: int, error: BaseException) -> RecipientsError:

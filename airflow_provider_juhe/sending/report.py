@@ -127,7 +127,7 @@ def report_rows(
     suppressed: Iterable[str],
 ) -> Iterator[tuple[Any, ...]]:
     """One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try)."""
-    for batch in plan.iter_batches():
+    for batch in plan.batches:  # already planned for the send: not sorted again
         state = ledger.state(batch.index)
         outcome = outcomes.get(batch.index)
         if state == SENT:
@@ -154,9 +154,7 @@ def report_rows(
 
 def write_report(location: Any, rows: Iterable[tuple[Any, ...]]) -> str:
     """Write the CSV through ``ObjectStoragePath`` (missing folders created); return its URI."""
-    from airflow.sdk import ObjectStoragePath
-
-    path = location if isinstance(location, ObjectStoragePath) else ObjectStoragePath(location)
+    path = report_location(location)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\n")
