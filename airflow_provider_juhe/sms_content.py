@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
+#: A template variable, ``#name#``.
+VARIABLE = re.compile(r"#[^#\s]+#")
 #: Characters of one SMS, and of each part of a long SMS (the rest carries the concatenation header).
 SINGLE_SMS_CHARS = 70
 MULTIPART_SMS_CHARS = 67
@@ -17,6 +20,11 @@ def variable_name(key: object) -> str:
     if not name.strip("#"):
         raise ValueError(f"tpl_value: empty variable name {key!r}")
     return name if name.startswith("#") and name.endswith("#") and len(name) > 1 else f"#{name.strip('#')}#"
+
+
+def template_variables(content: str) -> frozenset[str]:
+    """The ``#name#`` variables a template's text uses."""
+    return frozenset(VARIABLE.findall(content))
 
 
 def encode_tpl_value(tpl_value: Mapping[str, object] | str | None) -> str | None:

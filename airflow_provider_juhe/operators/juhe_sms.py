@@ -23,11 +23,10 @@ from airflow_provider_juhe.sending.recipients import (
     is_location,
     masked_view,
     read_suppressed,
-    template_variables,
 )
 from airflow_provider_juhe.sending.report import SendSummary, report_location, report_rows, write_report
 from airflow_provider_juhe.sending.window import SendWindow, now
-from airflow_provider_juhe.sms_content import message_parts
+from airflow_provider_juhe.sms_content import message_parts, template_variables
 
 if TYPE_CHECKING:
     import jinja2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,11 +22,10 @@ from airflow_provider_juhe.juhe_api import (
     TEMPLATES_PATH,
 )
 from airflow_provider_juhe.mobiles import MOBILE, TELECOM, UNICOM, carrier_of, is_valid_mobile
-from airflow_provider_juhe.sms_content import decode_tpl_value, render_text, sms_parts
+from airflow_provider_juhe.sms_content import VARIABLE, decode_tpl_value, render_text, sms_parts
 
 CONTENT_LIMIT = 500
 FAULT_KINDS = ("error", "latency", "html_502", "drop")
-_PLACEHOLDER = re.compile(r"#[^#\s]+#")
 
 
 @dataclass
@@ -228,7 +226,7 @@ class SandboxState:
             return _error(228801, "模板未审核通过")
         values = decode_tpl_value(params.get("tplValue"))
         text = f"【{template.signature}】" + render_text(template.content, values)
-        if _PLACEHOLDER.search(text):
+        if VARIABLE.search(text):  # a variable left unfilled
             return _error(228802, "参数错误: 模板变量未赋值")
         fee = sms_parts(text) * len(mobiles)
         sid = time.strftime("%Y%m%d%H%M%S") + f"{next(self._sids):010d}"

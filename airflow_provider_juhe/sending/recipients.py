@@ -24,7 +24,6 @@ from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, var
 
 #: Reasons a requested number is not sent, as the report gives them.
 NOT_A_NUMBER = "not a valid mobile number"
-_VARIABLE = re.compile(r"#[^#\s]+#")
 _FILE_TYPES = (".csv", ".jsonl")
 READ_CHUNK = 1 << 20
 _NUMBERS_ONLY = re.compile(r"[\d\s+,;，；()-]*")  # numbers as text (a rendered Variable), not a path
@@ -52,11 +51,6 @@ class Audience:
     @property
     def requested(self) -> int:
         return len(self.to_send) + len(self.invalid) + len(self.suppressed)
-
-
-def template_variables(content: str) -> frozenset[str]:
-    """The ``#name#`` variables a template's text uses."""
-    return frozenset(_VARIABLE.findall(content))
 
 
 def audience_from_mobiles(

@@ -12,9 +12,8 @@ from airflow_provider_juhe.sending.recipients import (
     audience_from_mobiles,
     audience_from_rows,
     read_suppressed,
-    template_variables,
 )
-from airflow_provider_juhe.sms_content import pack_values, packed_tpl_value, unpack_values
+from airflow_provider_juhe.sms_content import pack_values, packed_tpl_value, template_variables, unpack_values
 
 REQUIRED = frozenset({"#name#", "#amount#"})
 
