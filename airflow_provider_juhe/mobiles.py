@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -12,10 +13,16 @@ TELECOM = "telecom"
 BROADNET = "broadnet"
 UNKNOWN = "unknown"
 
-_SEPARATORS = re.compile(r"[\r\n,;，；]+")
+# Separators between numbers in text. ASCII only after ascii_digits (NFKC makes full-width ，； ASCII)
+# but the ideographic comma 、, which Chinese users type between items of a list.
+_SEPARATORS = re.compile(r"[\r\n,;，；、]+")
 _WHITESPACE = re.compile(r"\s+")
 _NOISE = re.compile(r"[\s\-()]")
-_VALID = re.compile(r"1\d{10}")
+_VALID = re.compile(r"1[0-9]{10}")  # [0-9], not \d: \d matches every script's digits
+#: Text that holds only numbers and what may sit around them: a list of numbers, not a path.
+_NUMBERS_TEXT = re.compile(r"[0-9\s+,;、()\-]*")
+#: A mobile number inside any text (a path, a list rendered to text), with its country prefix.
+_MOBILE_IN_TEXT = re.compile(r"(?<![0-9])(?:0086|86)?(1[0-9]{10})(?![0-9])")
 _COUNTRY_PREFIXES = ("+86", "0086", "86")
 
 # Number blocks by carrier, from the MIIT allocations (电信网码号资源) as published up to 2025-06.
@@ -81,11 +88,37 @@ class Recipients(NamedTuple):
         return len(self.valid) + len(self.invalid)
 
 
+def ascii_digits(text: str) -> str:
+    """
+    ``text`` with one form per digit, so that one number has one form for validation and for
+    matching opt-outs: NFKC (full-width ``１３８``, and full-width ``，；＋－（）`` and spaces, become
+    ASCII), then any other Unicode decimal digit (Arabic-Indic ``١٣٨``, Devanagari, ...) as its ASCII
+    digit, which NFKC leaves alone.
+    """
+    if text.isascii():  # the common case, checked at C speed
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in text)
+
+
+def is_numbers_text(text: str) -> bool:
+    """Numbers as text (digits, separators, ``+``, spaces, dashes, parentheses), in any digit form."""
+    return _NUMBERS_TEXT.fullmatch(ascii_digits(text)) is not None
+
+
+def find_mobiles(text: str) -> list[str]:
+    """The mobile numbers that appear anywhere in ``text`` (country prefix dropped), in order."""
+    return _MOBILE_IN_TEXT.findall(ascii_digits(text))
+
+
 def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
     """
-    Split a string, or each item of an iterable, on commas, semicolons, newlines and whitespace.
+    Split a string, or each item of an iterable, on commas, semicolons, ``、``, newlines and whitespace.
 
-    A piece whose spaces sit inside one number (``+86 138 0013 8000``) stays whole.
+    A piece whose spaces sit inside one number (``+86 138 0013 8000``) stays whole. Digits are
+    returned in ASCII (:func:`ascii_digits`).
     """
     if mobiles is None:
         return []
@@ -93,12 +126,12 @@ def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
     entries: list[str] = []
     for item in items:
         text = str(item)
-        if len(text) == 11 and text.isdigit():  # fast path: the common, already clean number
+        if len(text) == 11 and text.isascii() and text.isdigit():  # fast path: an already clean number
             entries.append(text)
             continue
-        for piece in _SEPARATORS.split(text):
+        for piece in _SEPARATORS.split(ascii_digits(text)):
             piece = piece.strip()
-            if (len(piece) == 11 and piece.isdigit()) or is_valid_mobile(
+            if (len(piece) == 11 and piece.isascii() and piece.isdigit()) or is_valid_mobile(
                 normalise_mobile(piece)
             ):  # the same fast path inside a long string
                 entries.append(piece)
@@ -108,8 +141,8 @@ def split_mobiles(mobiles: str | int | Iterable[str | int] | None) -> list[str]:
 
 
 def normalise_mobile(entry: str) -> str:
-    """Strip spaces, dashes and the +86 / 0086 / 86 country prefix."""
-    number = _NOISE.sub("", entry)
+    """ASCII digits (:func:`ascii_digits`); spaces, dashes and the +86 / 0086 / 86 country prefix stripped."""
+    number = _NOISE.sub("", ascii_digits(entry))
     for prefix in _COUNTRY_PREFIXES:
         if number.startswith(prefix) and len(number) == len(prefix) + 11:
             return number[len(prefix) :]
@@ -117,13 +150,13 @@ def normalise_mobile(entry: str) -> str:
 
 
 def is_valid_mobile(number: str) -> bool:
-    """11 digits with a leading 1."""
+    """11 ASCII digits with a leading 1."""
     return _VALID.fullmatch(number) is not None
 
 
 def check_mobile(entry: str) -> tuple[str, bool]:
     """``(normalised number, whether it is valid)``; an already clean number skips the regexes."""
-    if len(entry) == 11 and entry.isdigit():
+    if len(entry) == 11 and entry.isascii() and entry.isdigit():
         return entry, entry[0] == "1"
     number = normalise_mobile(entry)
     return number, is_valid_mobile(number)
@@ -160,7 +193,8 @@ def mask_sample(numbers: list[str], limit: int = 5) -> str:
 
 
 def mask_mobile(number: str) -> str:
-    """``13812341234`` -> ``138****1234``; short strings are hidden whole."""
+    """``13812341234`` -> ``138****1234`` (any digit form shown in ASCII); short strings are hidden whole."""
+    number = ascii_digits(number)
     if len(number) >= 8:
         return f"{number[:3]}****{number[-4:]}"
     return "****"

@@ -4,7 +4,11 @@ import pytest
 
 from airflow_provider_juhe.mobiles import (
     carrier_of,
+    check_mobile,
+    find_mobiles,
     group_by_carrier,
+    is_numbers_text,
+    is_valid_mobile,
     mask_mobile,
     normalise_mobile,
     parse_recipients,
@@ -97,3 +101,38 @@ def test_group_by_carrier_counts_broadnet_as_unknown():
         "telecom": ["18900001111"],
         "unknown": ["19200001111", "15400001111"],
     }
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "１３８００１３８０００",  # full-width
+        "+８６ １３８ ００１３ ８０００",
+        "１３８－００１３－８０００",  # full-width dashes
+        "١٣٨٠٠١٣٨٠٠٠",  # Arabic-Indic digits: NFKC leaves them, they are still digits
+        "१३८००१३८०००",  # Devanagari
+    ],
+)
+def test_any_form_of_the_digits_is_the_same_ascii_number(entry):
+    assert normalise_mobile(entry) == "13800138000"
+    assert check_mobile(entry) == ("13800138000", True)
+    assert parse_recipients([entry, "13800138000"]).valid == ["13800138000"]  # one number, not two
+    assert mask_mobile(entry) in ("138****8000", "+86****8000")
+
+
+def test_digits_of_other_scripts_never_pass_as_they_are():
+    # \d matches every script's digits: validation must see (and Juhe must get) ASCII only
+    assert not is_valid_mobile("1٣٨٠٠١٣٨٠٠٠")
+    assert split_mobiles("١٣٨٠٠١٣٨٠٠٠") == ["13800138000"]
+
+
+def test_chinese_separators_split_numbers():
+    assert split_mobiles("13912345678、13912345679，13912345680；13912345681") == [
+        "13912345678",
+        "13912345679",
+        "13912345680",
+        "13912345681",
+    ]
+    assert is_numbers_text("13912345678、１３９１２３４５６７９")
+    assert not is_numbers_text("['13912345678']")
+    assert find_mobiles("s3://x/+8613912345678_13800138000.csv, 1391234567") == ["13912345678", "13800138000"]
