@@ -20,6 +20,7 @@ from airflow_provider_juhe.sending.recipients import (
     Audience,
     audience_from_mobiles,
     audience_from_rows,
+    check_text,
     is_location,
     masked_view,
     read_suppressed,
@@ -290,6 +291,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
             tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
             _check_source(self.source)
             suppress = read_suppressed(self._input("suppress"))
+            for name in ("mobiles", "recipients"):  # text that is neither numbers nor a path
+                check_text(self._input(name), name)
         tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
         ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
         previous = ledger.read_plan() if ledger else None

@@ -8,25 +8,35 @@ kept per recipient is its normalised number and its variables, packed
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
-import io
 import json
 import operator
-import re
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow_provider_juhe.mobiles import check_mobile, mask_sample, normalise_mobile, split_mobiles
+from airflow_provider_juhe.mobiles import (
+    check_mobile,
+    find_mobiles,
+    is_numbers_text,
+    mask_sample,
+    normalise_mobile,
+    split_mobiles,
+)
 from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
 
 #: Reasons a requested number is not sent, as the report gives them.
 NOT_A_NUMBER = "not a valid mobile number"
 _FILE_TYPES = (".csv", ".jsonl")
 READ_CHUNK = 1 << 20
-_NUMBERS_ONLY = re.compile(r"[\d\s+,;，；()-]*")  # numbers as text (a rendered Variable), not a path
+#: What can go wrong reading a file's bytes: a missing or unreadable file, a corrupted or truncated
+#: gzip stream (BadGzipFile is an OSError, a bad deflate block a zlib.error, a cut one an EOFError),
+#: bytes that are not UTF-8.
+_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 
 
 class RecipientsError(ValueError):
@@ -58,7 +68,12 @@ def audience_from_mobiles(
     tpl_value: Mapping[str, object] | str | None,
     suppress: frozenset[str] | set[str],
 ) -> Audience:
-    """Every valid number with the one operator-wide ``tpl_value``."""
+    """
+    Every valid number with the one operator-wide ``tpl_value``.
+
+    :raises RecipientsError: ``mobiles`` is text that is not numbers (:func:`check_text`).
+    """
+    check_text(mobiles, "mobiles")
     values = pack_values(_as_mapping(tpl_value))
     audience = Audience()
     for entry in split_mobiles(mobiles):
@@ -86,7 +101,7 @@ def audience_from_rows(
     """
     encode = RowValues(tpl_value, required)
     audience = Audience()
-    for entry, names, values in _rows(recipients, mobile_field):
+    for entry, names, values in iter_rows(recipients, mobile_field):
         encoded, missing = encode(names, values)
         _admit(audience, entry, encoded, suppress, missing)
     return audience
@@ -156,6 +171,8 @@ def _admit(
 
 def masked_view(value: Any, mobile_field: str = "mobile") -> str:
     """Numbers or rows described without personal data: a count and the first numbers, masked."""
+    if isinstance(value, str) and _is_garbled(value):
+        return f"<{_describe_text(value)}>"
     if isinstance(value, (str, int)):
         numbers = split_mobiles(value)
     elif isinstance(value, Sequence):
@@ -171,10 +188,12 @@ def read_suppressed(suppress: Any) -> frozenset[str]:
     The opt-out numbers, normalised: a list (or numbers as text), or a path/URI of a text file (one
     number a line) or of a CSV with a ``mobile`` column (optionally ``.gz``).
 
-    :raises RecipientsError: the file cannot be read or its CSV has no ``mobile`` column.
+    :raises RecipientsError: text that is not numbers (:func:`check_text`), a file that cannot be
+        read, or a CSV without a ``mobile`` column.
     """
     if suppress is None:
         return frozenset()
+    check_text(suppress, "suppress")
     if not is_location(suppress):
         return frozenset(normalise_mobile(entry) for entry in split_mobiles(suppress))
     numbers: set[str] = set()
@@ -184,7 +203,7 @@ def read_suppressed(suppress: Any) -> frozenset[str]:
             rows = _csv_rows(stream, suppress, "mobile", "suppress")
             numbers.update(normalise_mobile(entry) for entry, _, _ in rows)
         else:
-            for _, text in _numbered(stream, suppress, "suppress"):
+            for text in stream:
                 numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
     return frozenset(numbers)
 
@@ -203,17 +222,68 @@ def _as_mapping(tpl_value: Mapping[str, object] | str | None) -> Mapping[str, ob
 
 
 def is_location(value: Any) -> bool:
-    """A path or URI (``str`` or ``ObjectStoragePath``), as opposed to numbers (also as text) or rows."""
+    """
+    A path or URI (``str`` or ``ObjectStoragePath``), as opposed to numbers (also as text), rows, or
+    text that is neither (:func:`check_text`).
+    """
     if isinstance(value, str):
-        return _NUMBERS_ONLY.fullmatch(value) is None
+        return not is_numbers_text(value) and not _is_garbled(value)
     return type(value).__name__ == "ObjectStoragePath"
 
 
-def _rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
-    """``(number as given, variable names, values)`` per row."""
+def check_text(value: Any, field_name: str) -> None:
+    """
+    Refuse text that is neither numbers nor a path: a list (or rows) rendered to its text form, or
+    numbers joined by something that is not a separator. Such text is never opened as a path, and
+    the message shows its numbers masked.
+
+    :param value: a field's rendered value; only text is checked.
+    :param field_name: ``mobiles``, ``recipients`` or ``suppress``, for the message.
+    :raises RecipientsError: naming the field.
+    """
+    if not isinstance(value, str) or not _is_garbled(value):
+        return
+    message = f"{field_name}: neither numbers, rows nor a path/URI ({_describe_text(value)})"
+    if _looks_rendered(value):
+        message += (
+            ". It looks like a list rendered to its text form, e.g. \"['139…', '159…']\": pass the "
+            f"XComArg itself ({field_name}=load.output), or set render_template_as_native_obj=True on "
+            f"the DAG when {field_name} is a Jinja string such as \"{{{{ ti.xcom_pull('load') }}}}\""
+        )
+    raise RecipientsError(message)
+
+
+def _is_garbled(text: str) -> bool:
+    """Neither numbers nor a path: rendered Python/JSON, or text with a mobile number inside."""
+    if is_numbers_text(text):
+        return False
+    return _looks_rendered(text) or bool(find_mobiles(text))
+
+
+def _looks_rendered(text: str) -> bool:
+    return text.lstrip()[:1] in ("[", "(", "{")
+
+
+def _describe_text(text: str) -> str:
+    numbers = find_mobiles(text)
+    return f"text of {len(text)} characters with {len(numbers)} number(s) in it: {mask_sample(numbers, 3)}"
+
+
+def iter_rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+    """
+    ``(number as given, variable names, values)`` per row, from a list of mappings or a file.
+
+    :raises RecipientsError: see :func:`audience_from_rows`.
+    """
+    check_text(recipients, "recipients")
     if is_location(recipients):
         yield from _file_rows(recipients, mobile_field)
         return
+    if isinstance(recipients, str):  # numbers as text: they carry no variables
+        raise RecipientsError(
+            f"recipients: expected rows or a path/URI of a .csv or .jsonl file, got numbers as text "
+            f"({mask_sample(split_mobiles(recipients), 3)}): pass numbers as mobiles"
+        )
     if isinstance(recipients, Mapping) or not isinstance(recipients, Iterable):
         raise RecipientsError(
             f"recipients: expected a list of rows (mappings), or a path/URI of a .csv or .jsonl file, "
@@ -249,7 +319,7 @@ def _file_rows(location: Any, mobile_field: str) -> Iterator[tuple[str, tuple[An
 def _json_lines_rows(
     stream: Iterator[str], location: Any, mobile_field: str
 ) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
-    for line, text in _numbered(stream, location, "recipients"):
+    for line, text in enumerate(stream, start=1):
         if not text.strip():
             continue
         where = f"recipients: {location}, line {line}"
@@ -266,7 +336,9 @@ def _csv_rows(
     stream: Iterator[str], location: Any, column: str, field_name: str
 ) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
     """Rows of a CSV with a header row: the number in ``column``, the other columns as variables."""
-    reader = csv.reader(stream)
+    # strict: a file cut inside a quoted field, or a stray quote, fails naming its line instead of
+    # silently running the rest of the file into one cell
+    reader = csv.reader(stream, strict=True)
     try:
         header = next(reader, None)
         if not header or column not in header:
@@ -288,27 +360,15 @@ def _csv_rows(
         raise RecipientsError(
             f"{field_name}: {location}, line {reader.line_num}: malformed CSV ({error})"
         ) from None
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise _unreadable(field_name, location, reader.line_num, error) from None
-
-
-def _numbered(stream: Iterator[str], location: Any, field_name: str) -> Iterator[tuple[int, str]]:
-    """``(line number, line)``; a read that fails names the file and the last line read."""
-    line = 0
-    try:
-        for line, text in enumerate(stream, start=1):
-            yield line, text
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise _unreadable(field_name, location, line, error) from None
-
-
-def _unreadable(field_name: str, location: Any, line: int, error: BaseException) -> RecipientsError:
-    return RecipientsError(f"{field_name}: cannot read {location} after line {line}: {_reason(error)}")
 
 
 @contextmanager
 def _open_text(location: Any, field_name: str) -> Iterator[Iterator[str]]:
-    """The file's lines (``\\n`` kept), decoded as UTF-8, read in large chunks."""
+    """
+    The file's lines (``\\n`` kept), decoded as UTF-8, read in large chunks.
+
+    :raises RecipientsError: the file cannot be opened or read (see :func:`_lines`).
+    """
     from airflow.sdk import ObjectStoragePath
 
     try:
@@ -318,16 +378,41 @@ def _open_text(location: Any, field_name: str) -> Iterator[Iterator[str]]:
         raise RecipientsError(f"{field_name}: cannot read {location}: {_reason(error)}") from None
     with raw:
         binary = gzip.GzipFile(fileobj=raw) if str(location).lower().endswith(".gz") else raw
-        yield _lines(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
+        yield _lines(binary, location, field_name)
 
 
-def _lines(stream: IO[str]) -> Iterator[str]:
-    # Iterating the text stream itself checks the file wrapper's state once per line: a third of the
-    # reading time. Lines are split on "\n" only: a CSV field may hold other line separators.
+def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
+    """
+    Lines split on ``\\n`` only (a CSV field may hold other line separators), a leading BOM dropped.
+
+    Read in chunks and decoded incrementally: iterating a text stream checks the file wrapper's
+    state once per line (a third of the reading time), and a chunk's decoding error still gives the
+    line of the bad byte.
+
+    :raises RecipientsError: naming the file, and the line of an undecodable byte (a corrupted or cut
+        gzip stream names the last line read whole).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     rest = ""
-    for chunk in iter(lambda: stream.read(READ_CHUNK), ""):
-        lines = (rest + chunk).split("\n")
+    done = 0  # lines read whole
+    chunk = b"."
+    while chunk:
+        try:
+            chunk = binary.read(READ_CHUNK)
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as error:
+            line = done + 1 + error.object[: error.start].count(b"\n")
+            byte = error.object[error.start : error.start + 1].hex()
+            raise RecipientsError(
+                f"{field_name}: {location}, line {line}: not UTF-8 text (byte 0x{byte}); save the file "
+                "as UTF-8"
+            ) from None
+        except _READ_ERRORS as error:
+            where = f" after line {done}" if done else ""
+            raise RecipientsError(f"{field_name}: cannot read {location}{where}: {_reason(error)}") from None
+        lines = (rest + text).split("\n")
         rest = lines.pop()
+        done += len(lines)
         for line in lines:
             yield line + "\n"
     if rest:
@@ -342,6 +427,8 @@ def _file_name(location: Any) -> str:
 def _reason(error: BaseException) -> str:
     if isinstance(error, FileNotFoundError):
         return "no such file"
-    if isinstance(error, UnicodeDecodeError):
-        return "not UTF-8 text"
+    if isinstance(error, (gzip.BadGzipFile, zlib.error)):
+        return f"corrupted gzip data ({error})"
+    if isinstance(error, EOFError):
+        return f"the file ends early, truncated ({error})"
     return f"{type(error).__name__}: {error}"

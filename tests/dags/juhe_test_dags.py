@@ -197,3 +197,12 @@ with suite_dag("juhe_test_campaign_dry_run", tpl_id=1, recipients=[]):
     JuheSendSmsOperator(
         task_id="send", recipients="{{ params.recipients }}", tpl_id="{{ params.tpl_id }}", dry_run=True
     )
+
+# Without native rendering, lists of rows or numbers given as params render to their text form.
+with suite_dag("juhe_test_campaign_text", native=False, recipients="", suppress="", tpl_id=1):
+    JuheSendSmsOperator(
+        task_id="send",
+        recipients="{{ params.recipients }}",
+        suppress="{{ params.suppress }}",
+        tpl_id="{{ params.tpl_id }}",
+    )

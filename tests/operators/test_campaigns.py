@@ -325,6 +325,8 @@ def test_a_dry_run_counts_the_parts_of_each_rendered_text(sandbox_conn):
         ({"recipients": "file:///nonexistent/customers.csv"}, "recipients: cannot read file:///nonexistent"),
         ({"recipients": "NO_MOBILE_CSV"}, "has no 'mobile' column"),
         ({"recipients": "BAD_JSONL"}, "line 2: not valid JSON"),
+        ({"recipients": "CORRUPT_GZIP"}, "customers.csv.gz: corrupted gzip data"),
+        ({"recipients": "NOT_UTF8"}, "customers.jsonl, line 2: not UTF-8 text"),
         ({"send_window": ["8:00", "21:00"]}, "send_window: expected HH:MM or HH:MM:SS"),
         ({"send_window": ["08:00"]}, "send_window: expected two times"),
         ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone"),
@@ -336,7 +338,22 @@ def test_bad_input_fails_before_any_send_without_retries(sandbox_conn, tmp_path,
     no_mobile.write_text("phone,name\n13800000001,王芳\n")
     bad_lines = tmp_path / "customers.jsonl"
     bad_lines.write_text('{"mobile": "13800000001", "name": "a"}\n{"mobile": "13800000002", "name": \n')
-    files = {"NO_MOBILE_CSV": str(no_mobile), "BAD_JSONL": str(bad_lines)}
+    corrupt = tmp_path / "customers.csv.gz"
+    packed = bytearray(gzip.compress(b"mobile,name\n" + b"13800000001,a\n" * 50))
+    packed[12:20] = b"\xff" * 8  # a bad deflate block: zlib.error, which was retried, no file named
+    corrupt.write_bytes(packed)
+    not_utf8 = tmp_path / "not_utf8" / "customers.jsonl"
+    not_utf8.parent.mkdir()
+    # GBK (王) on line 2: what a spreadsheet saved in a Chinese locale gives
+    not_utf8.write_bytes(
+        b'{"mobile": "13800000001", "name": "a"}\n{"mobile": "13800000002", "name": "\xcd\xf5"}\n'
+    )
+    files = {
+        "NO_MOBILE_CSV": str(no_mobile),
+        "BAD_JSONL": str(bad_lines),
+        "CORRUPT_GZIP": str(corrupt),
+        "NOT_UTF8": str(not_utf8),
+    }
     conf = {"recipients": [{"mobile": "13800000001", "name": "王芳"}], "tpl_id": tpl_id, **params}
     if isinstance(conf["recipients"], str):
         conf["recipients"] = files.get(conf["recipients"], conf["recipients"])
@@ -386,3 +403,67 @@ def test_a_report_that_cannot_be_written_fails_the_try_and_the_retry_writes_it(s
     assert second.state == "success"
     assert {row["status"] for row in read_report(blocker / "report.csv").values()} == {"sent"}
     assert len(sent_numbers(sandbox_conn)) == 3  # nothing sent again
+
+
+def test_opt_outs_typed_with_chinese_separators_and_full_width_digits(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("通知#name#", "银行")
+    rows = [{"mobile": f"1391234567{i}", "name": str(i)} for i in range(4)]
+    rows.append({"mobile": "13800138000", "name": "全角"})
+
+    result = run_dag(
+        "juhe_test_campaign",
+        recipients=rows,
+        tpl_id=tpl_id,
+        suppress="13912345670、13912345671，１３８００１３８０００",  # was taken as a path, unmasked
+    )
+
+    assert result.state == "success", result.states
+    assert result.xcom("send")["suppressed"] == 3
+    assert sorted(sent_numbers(sandbox_conn)) == ["13912345672", "13912345673"]
+    (stored,) = rendered_fields(result.run_id, "send")
+    assert stored["suppress"] == "<3 entries: 139****5670, 139****5671, 138****8000>"
+
+
+def _customers_file(tmp_path) -> str:
+    path = tmp_path / "customers.csv"
+    path.write_text("mobile,name\n13800000001,王芳\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "params", "field_name"),
+    [
+        # Lists rendered to text without render_template_as_native_obj (the DAG renders as text)
+        ("juhe_test_campaign_text", {"suppress": ["13912345670", "13912345671"]}, "suppress"),
+        (
+            "juhe_test_campaign_text",
+            {"recipients": [{"mobile": "13912345670", "name": "王芳"}]},
+            "recipients",
+        ),
+        # Only the middle number looked valid: it alone went out, the others were "invalid"
+        ("juhe_test_send_text", {"mobiles": [13912345670, 13800138000, 13912345671]}, "mobiles"),
+        ("juhe_test_campaign", {"suppress": "13912345670/13912345671"}, "suppress"),
+    ],
+)
+def test_text_that_is_no_source_fails_before_any_request_with_numbers_masked(
+    sandbox_conn, tmp_path, capfd, dag_id, params, field_name
+):
+    tpl_id = sandbox_conn.add_template("通知#name#", "银行")
+    conf = {"tpl_id": tpl_id, **params}
+    if "mobiles" not in conf and "recipients" not in conf:
+        conf["recipients"] = _customers_file(tmp_path)
+
+    result = run_dag(dag_id, **conf)
+
+    assert result.state == "failed"
+    assert result.tries["send"] == 1  # retries=2 in the DAG: none used
+    assert sandbox_conn.calls() == []  # not even the template list
+    output = "".join(capfd.readouterr())
+    assert f"{field_name}: neither numbers, rows nor a path" in output
+    assert "139****5670" in output
+    (stored,) = rendered_fields(result.run_id, "send")
+    shown = json.dumps(stored, ensure_ascii=False)
+    for secret in ("13912345670", "13800138000", "王芳"):
+        assert secret not in output
+        assert secret not in shown
+    assert "139****5670" in stored[field_name]

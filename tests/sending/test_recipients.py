@@ -11,6 +11,9 @@ from airflow_provider_juhe.sending.recipients import (
     RecipientsError,
     audience_from_mobiles,
     audience_from_rows,
+    check_text,
+    is_location,
+    masked_view,
     read_suppressed,
 )
 from airflow_provider_juhe.sms_content import pack_values, packed_tpl_value, template_variables, unpack_values
@@ -104,7 +107,7 @@ def test_gzipped_json_lines_with_numbers_and_blank_lines(tmp_path):
         ('{"mobile": "13800000001"}\n[1, 2]\n', "c.jsonl", r"c\.jsonl, line 2: expected a JSON object"),
         ('{"mobile": "13800000001"}\n{"mobile": \n', "c.jsonl", r"c\.jsonl, line 2: not valid JSON"),
         ("mobile\n13800000001\n", "c.xlsx", r"expected a \.csv or \.jsonl file"),
-        (b"mobile,name\n\xff\xfe\n", "c.csv", r"cannot read .*c\.csv after line \d+: not UTF-8 text"),
+        (b"mobile,name\n\xff\xfe\n", "c.csv", r"c\.csv, line 2: not UTF-8 text \(byte 0xff\)"),
     ],
 )
 def test_bad_files_are_named_with_the_line_and_no_number(tmp_path, content, name, message):
@@ -180,3 +183,127 @@ def test_an_object_storage_path_is_read_like_a_uri(tmp_path):
     audience = read(ObjectStoragePath(f"file://{tmp_path}/c.csv"))
 
     assert list(audience.to_send) == ["13800000001"]
+
+
+# -- inputs nobody planned for ----------------------------------------------------------------------
+
+FULL_WIDTH = "１３８００１３８０００"  # 13800138000 in full-width digits
+
+
+def test_an_opt_out_matches_the_same_number_in_any_digit_form(tmp_path):
+    arabic_indic = "+٨٦ ١٣٨ ٠٠١٣ ٨٠٠٠"
+    opt_outs = tmp_path / "opt_out.txt"
+    opt_outs.write_text(f"{FULL_WIDTH}\n", encoding="utf-8")
+
+    assert read_suppressed("13800138000") == read_suppressed(str(opt_outs)) == {"13800138000"}
+    for given, opted_out in [(FULL_WIDTH, "13800138000"), ("13800138000", str(opt_outs))]:
+        audience = audience_from_mobiles(given, None, read_suppressed(opted_out))
+        assert list(audience.suppressed) == ["13800138000"]
+        assert audience.to_send == {}
+    rows = read([{"mobile": FULL_WIDTH}, {"mobile": arabic_indic}], required=None, suppress=frozenset())
+    assert list(rows.to_send) == ["13800138000"]  # one number: the second row is its duplicate
+    suppressed = read([{"mobile": arabic_indic}], required=None, suppress=read_suppressed([FULL_WIDTH]))
+    assert list(suppressed.suppressed) == ["13800138000"]
+
+
+def test_numbers_joined_by_chinese_separators_are_numbers_never_a_path():
+    joined = "13912345678、13912345679，13912345680；13912345681"
+
+    assert not is_location(joined)
+    assert read_suppressed(joined) == {"13912345678", "13912345679", "13912345680", "13912345681"}
+    assert masked_view(joined) == "<4 entries: 139****5678, 139****5679, 139****5680 and 1 more>"
+    assert list(audience_from_mobiles(joined, None, frozenset()).to_send) == [
+        "13912345678",
+        "13912345679",
+        "13912345680",
+        "13912345681",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [
+        ("suppress", "['13912345678', '13912345679']"),
+        ("suppress", "13912345678/13912345679"),
+        ("recipients", "[{'mobile': '13912345678', 'name': '王芳'}, {'mobile': '13912345679'}]"),
+        ("recipients", '[{"mobile": "13912345678", "name": "王芳"}]'),
+        ("mobiles", "[13912345678, 13800138000, 13912345679]"),  # the middle one alone looked valid
+        ("mobiles", "('13912345678',)"),
+    ],
+)
+def test_text_that_is_neither_numbers_rows_nor_a_path_is_refused_with_numbers_masked(field_name, value):
+    readers = {
+        "suppress": read_suppressed,
+        "recipients": lambda text: read(text, required=None),
+        "mobiles": lambda text: audience_from_mobiles(text, None, frozenset()),
+    }
+
+    with pytest.raises(RecipientsError, match=rf"^{field_name}: neither numbers, rows nor a path") as raised:
+        readers[field_name](value)
+    with pytest.raises(RecipientsError, match=rf"^{field_name}: neither numbers"):
+        check_text(value, field_name)
+
+    message = str(raised.value)
+    assert "139****5678" in message
+    assert not is_location(value)
+    view = masked_view(value)
+    assert "139****5678" in view
+    for shown in (message, view):
+        assert "13912345678" not in shown
+        assert "王芳" not in shown
+    if value.startswith(("[", "(")):
+        assert "list rendered to its text form" in message
+
+
+def test_numbers_as_text_are_not_rows():
+    with pytest.raises(RecipientsError, match=r"recipients: .*got numbers as text \(139\*\*\*\*5678\)"):
+        read("13912345678", required=None)
+
+
+def _gzip_cut(data: bytes, keep: int) -> bytes:
+    return gzip.compress(data)[:keep]
+
+
+def _gzip_corrupted(data: bytes) -> bytes:
+    packed = bytearray(gzip.compress(data))
+    packed[12:20] = b"\xff" * 8  # inside the deflate stream: a zlib.error, not a BadGzipFile
+    return bytes(packed)
+
+
+LINES = b"".join(b'{"mobile": "1391234%04d", "name": "x"}\n' % i for i in range(300))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("c.jsonl.gz", _gzip_corrupted(LINES), r"cannot read .*c\.jsonl\.gz: corrupted gzip data"),
+        ("c.jsonl.gz", b"not gzip at all", r"cannot read .*c\.jsonl\.gz: corrupted gzip data"),
+        ("c.jsonl.gz", _gzip_cut(LINES, 200), r"cannot read .*c\.jsonl\.gz.*: the file ends early"),
+        ("c.jsonl", LINES[:100] + b"\xe7\x8e" + LINES[100:], r"c\.jsonl, line 3: not UTF-8 text"),
+        ("c.jsonl", LINES[:-1] + b"\xe7\x8e", r"c\.jsonl, line 300: not UTF-8 text"),  # cut in a character
+        ("c.jsonl", LINES[:-20], r"c\.jsonl, line 300: not valid JSON"),  # cut in a line
+        (
+            "c.csv",
+            b"mobile,name\n" + b"13912345678,x\n" * 5 + b'13912345678,"x\n',
+            r"c\.csv, line 7: malformed",
+        ),
+    ],
+)
+@pytest.mark.parametrize("field_name", ["recipients", "suppress"])
+def test_an_unreadable_file_is_named_with_its_line(tmp_path, monkeypatch, name, content, message, field_name):
+    from airflow_provider_juhe.sending import recipients
+
+    monkeypatch.setattr(recipients, "READ_CHUNK", 64)  # lines across chunks: the line count must hold
+    path = tmp_path / name
+    path.write_bytes(content)
+    if field_name == "suppress" and ".jsonl" in name:
+        path = path.rename(tmp_path / name.replace(".jsonl", ".txt"))
+        message = message.replace("jsonl", "txt")
+    if field_name == "suppress" and "JSON" in message:
+        return  # an opt-out text file is not JSON: a cut line is just a short number
+
+    with pytest.raises(RecipientsError, match=message) as raised:
+        read_suppressed(str(path)) if field_name == "suppress" else read(str(path), required=None)
+
+    assert str(raised.value).startswith(f"{field_name}: ")
+    assert "1391234" not in str(raised.value)
