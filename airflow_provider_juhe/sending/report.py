@@ -15,6 +15,8 @@ from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLed
 from airflow_provider_juhe.sending.plan import Batch, SendPlan
 
 REPORT_COLUMNS = ("mobile", "status", "tpl_id", "sid", "fee", "error_code", "reason")
+#: What makes a spreadsheet read a cell as a formula (CSV injection): such cells get a leading ``'``.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SUPPRESSED_REASON = "in the opt-out list (suppress)"
 
 #: The most numbers the summary lists under each of ``invalid``, ``failed`` and ``unknown``.
@@ -126,12 +128,18 @@ def report_rows(
     invalid: Mapping[str, str],
     suppressed: Iterable[str],
 ) -> Iterator[tuple[Any, ...]]:
-    """One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try)."""
+    """
+    One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try).
+
+    Cells that did not come from this module pass :func:`spreadsheet_safe` (once per batch, not per
+    number: a million rows are written at speed); the batches' numbers are valid, they start with 1.
+    """
     for batch in plan.batches:  # already planned for the send: not sorted again
         state = ledger.state(batch.index)
         outcome = outcomes.get(batch.index)
         if state == SENT:
             sid, fee = ledger.sent(batch.index)
+            sid = spreadsheet_safe(sid)
             share, extra = divmod(fee, len(batch.mobiles))  # a call's fee, spread over its numbers
             for place, number in enumerate(batch.mobiles):
                 yield number, "sent", batch.tpl_id, sid, share + (place < extra), "", ""
@@ -144,10 +152,13 @@ def report_rows(
             if outcome
             else ("may have been sent by an earlier try" if status == "unknown" else "")
         )
+        sid, code, reason = (
+            spreadsheet_safe(cell) for cell in (sid or "", "" if code is None else code, reason)
+        )
         for number in batch.mobiles:
-            yield number, status, batch.tpl_id, sid or "", "", "" if code is None else code, reason
-    for number, reason in invalid.items():
-        yield number, "invalid", "", "", "", "", reason
+            yield number, status, batch.tpl_id, sid, "", code, reason
+    for number, reason in invalid.items():  # entries as given: "=cmd|'/c calc'!A0" is one
+        yield spreadsheet_safe(number), "invalid", "", "", "", "", spreadsheet_safe(reason)
     for number in suppressed:
         yield number, "suppressed", "", "", "", "", SUPPRESSED_REASON
 
@@ -157,10 +168,24 @@ def write_report(location: Any, rows: Iterable[tuple[Any, ...]]) -> str:
     path = report_location(location)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
+        # "\r\n" (RFC 4180), not "\n": the writer quotes a cell holding a character of the line
+        # terminator only, and a bare "\r" in a reason or an entry would otherwise split its row
+        writer = csv.writer(stream, lineterminator="\r\n")
         writer.writerow(REPORT_COLUMNS)
         writer.writerows(rows)
     return str(path)
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """
+    A cell a spreadsheet shows as text, never runs as a formula: one beginning with ``=``, ``+``,
+    ``-``, ``@``, tab or carriage return gets a leading ``'``; any other cell is returned as it is.
+
+    :param cell: text that did not come from this module: an entry as given, a sid, an error code
+        or a reason from the server.
+    """
+    text = cell if isinstance(cell, str) else str(cell)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else cell
 
 
 def report_location(report_path: Any) -> Any:

@@ -68,3 +68,22 @@ def test_the_summary_lists_are_capped_and_the_counts_exact():
     assert len(result["invalid"]) == 1_000
     assert result["unknown_count"] == 7
     assert result["requested"] == result["invalid_count"] + result["unknown_count"]
+
+
+def test_no_cell_of_the_report_runs_as_a_spreadsheet_formula(tmp_path):
+    plan, ledger = planned()
+    ledger.write([(0, SENT), (1, ANNOUNCED)], {0: ("=1+1", 3)})  # a sid from the server, as it came
+    outcomes = {2: Outcome("failed", error_code=-1, reason="@SUM(A1)")}
+    invalid = {"=cmd|'/c calc'!A0": "not a valid mobile number", "+1": "-", "\tx": "\rreason", "@x": "x"}
+
+    path = write_report(f"file://{tmp_path}/report.csv", report_rows(plan, ledger, outcomes, invalid, []))
+
+    with open(tmp_path / "report.csv", encoding="utf-8", newline="") as stream:
+        written = list(csv.reader(stream))[1:]
+    assert path.endswith("report.csv")
+    cells = [cell for row in written for cell in row]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert [row[0] for row in written] == [*NUMBERS, "'=cmd|'/c calc'!A0", "'+1", "'\tx", "'@x"]
+    assert {row[3] for row in written[:3]} == {"'=1+1"}
+    assert written[6][5:] == ["'-1", "'@SUM(A1)"]
+    assert [row[6] for row in written[-4:]] == ["not a valid mobile number", "'-", "'\rreason", "x"]
