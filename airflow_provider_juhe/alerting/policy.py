@@ -59,10 +59,23 @@ def number_id(number: str) -> str:
 
 
 def check_caps(limits: Mapping[str, int]) -> dict[str, int]:
-    """``max_per_number`` as given, checked: keys among minute/hour/day, values positive integers."""
-    unknown = set(limits) - set(CAP_WINDOWS)
+    """
+    ``max_per_number`` as given, checked: a mapping, keys among minute/hour/day, values positive integers.
+
+    :raises ValueError: naming ``max_per_number`` (``["minute"]`` or ``"minute"`` is not a mapping).
+    """
+    if not isinstance(limits, Mapping):
+        raise ValueError(
+            f"max_per_number: expected a mapping such as {{'minute': 1, 'hour': 5}}, "
+            f"got {type(limits).__name__} {limits!r}"
+        )
+    unknown = sorted(
+        repr(window) for window in limits if not isinstance(window, str) or window not in CAP_WINDOWS
+    )
     if unknown:
-        raise ValueError(f"max_per_number: unknown window(s) {sorted(unknown)}; use {sorted(CAP_WINDOWS)}")
+        raise ValueError(
+            f"max_per_number: unknown window(s) {', '.join(unknown)}; use {', '.join(map(repr, CAP_WINDOWS))}"
+        )
     for window, count in limits.items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"max_per_number[{window!r}] must be a positive integer, not {count!r}")

@@ -73,6 +73,9 @@ def test_a_page_that_did_not_go_out_gives_its_slot_and_count_back():
         ({"week": 3}, "unknown window"),
         ({"minute": 0}, "positive integer"),
         ({"day": "20"}, "positive integer"),
+        (["minute"], r"max_per_number: expected a mapping .* got list \['minute'\]"),
+        ("minute", r"max_per_number: expected a mapping .* got str 'minute'"),
+        ({1: 1, None: 2, "minute": 1}, r"max_per_number: unknown window\(s\) 1, None; use 'minute'"),
     ],
 )
 def test_caps_are_checked(limits, message):
