@@ -1,71 +1,112 @@
-"""The error model: Juhe's error-code tables mapped to exception classes."""
+"""The error model: every way a call can end, Juhe's error-code tables, and the exception classes."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 
 from airflow.exceptions import AirflowException
 
 from airflow_provider_juhe.mobiles import mask_sample
 
-#: Every code of the vendor doc's two tables: code -> (meaning, retryable).
-#: "Retryable" means the call surely did not take effect, so sending it again cannot duplicate an SMS.
-ERROR_CODES: dict[int, tuple[str, bool]] = {
+
+class CallOutcome(str, Enum):
+    """What a call's ending tells about its effect; the hook's outcome table maps every ending to one."""
+
+    NOTHING_LEFT = "nothing left"  # the request surely did not take effect
+    MAY_HAVE_TAKEN_EFFECT = "may have taken effect"  # a send may have gone out: never sent again
+    REFUSED = "refused"  # Juhe answered with a documented error code: nothing was done
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """
+    One code of the vendor doc's tables.
+
+    :param meaning: an English explanation beside Juhe's Chinese reason.
+    :param transient: the call surely did not take effect and may pass soon: the hook retries it.
+    :param final: a retry of the task cannot change it: operators fail without Airflow retries.
+    """
+
+    meaning: str
+    transient: bool = False
+    final: bool = False
+
+
+#: Every code of the vendor doc's two tables.
+ERROR_CODES: dict[int, ErrorCode] = {
     # Service level (短信服务)
-    222800: ("network error, nothing was sent", True),
-    228801: ("template error", False),
-    228802: ("invalid parameter", False),
-    228803: ("channel fault", True),
-    228804: ("content too long", False),
-    228805: ("remaining quota check failed", False),
-    228806: ("carrier rejected the send", False),
-    228807: ("system busy, try again later", True),
+    222800: ErrorCode("network error at Juhe, nothing was sent", transient=True),
+    228801: ErrorCode("the template does not exist on this account, or is not approved", final=True),
+    228802: ErrorCode("a parameter is wrong, e.g. a template variable left unfilled", final=True),
+    228803: ErrorCode("channel fault at Juhe", transient=True),
+    228804: ErrorCode("the message is too long", final=True),
+    228805: ErrorCode("the account's remaining quota could not be checked (top it up?)"),
+    228806: ErrorCode("the carrier refused the send"),
+    228807: ErrorCode("Juhe is busy, try again later", transient=True),
     # System level (聚合数据平台)
-    10001: ("wrong request key", False),
-    10002: ("this key has no permission for the API", False),
-    10003: ("key expired", False),
-    10004: ("wrong OPENID", False),
-    10005: ("application review timed out, submit certification", False),
-    10007: ("unknown request source", False),
-    10008: ("IP address is banned", False),
-    10009: ("key is banned", False),
-    10011: ("too many requests from this IP", True),
-    10012: ("request quota exceeded", False),
-    10013: ("test key over its request limit", False),
-    10014: ("internal error of the platform", False),
-    10020: ("API under maintenance", True),
-    10021: ("API discontinued", False),
+    10001: ErrorCode("wrong request key", final=True),
+    10002: ErrorCode("this key has no permission for the API", final=True),
+    10003: ErrorCode("the key has expired", final=True),
+    10004: ErrorCode("wrong OPENID", final=True),
+    10005: ErrorCode("the application's review timed out: submit the certification", final=True),
+    10007: ErrorCode("unknown request source", final=True),
+    10008: ErrorCode("this IP address is banned", final=True),
+    10009: ErrorCode("the key is banned", final=True),
+    10011: ErrorCode("too many requests from this IP", transient=True),
+    10012: ErrorCode("the request quota is used up"),
+    10013: ErrorCode("the test key is over its request limit", final=True),
+    10014: ErrorCode("internal error of the platform: the call may or may not have taken effect"),
+    10020: ErrorCode("the API is under maintenance", transient=True),
+    10021: ErrorCode("the API is discontinued", final=True),
 }
 
 #: Codes that say the key or the caller is not allowed: retrying the task cannot help.
 AUTH_ERROR_CODES = frozenset({10001, 10002, 10003, 10004, 10005, 10007, 10008, 10009, 10013})
 
-#: The platform failed internally: a send may or may not have gone out.
+#: The platform failed internally: a call may or may not have taken effect.
 OUTCOME_UNKNOWN_CODE = 10014
 
 #: Rate limiting: the caller should slow down.
 RATE_LIMITED_CODE = 10011
 
 
+def explain(error_code: int | None) -> str:
+    """The English explanation of a code; undocumented codes say so."""
+    if error_code is None:
+        return "no answer from Juhe"
+    known = ERROR_CODES.get(error_code)
+    return known.meaning if known else "an error code the vendor doc does not list"
+
+
 class JuheError(AirflowException):
     """Base class of every error raised by this provider."""
+
+    #: What this ending tells about the call's effect (see the hook's outcome table).
+    outcome: CallOutcome = CallOutcome.MAY_HAVE_TAKEN_EFFECT
+    #: A retry of the task cannot change it.
+    final: bool = False
 
 
 class JuheApiError(JuheError):
     """
-    Juhe answered with ``error_code != 0``.
+    Juhe answered with a documented ``error_code != 0``: the call was refused.
 
     :param error_code: the ``error_code`` of the response.
     :param reason: the ``reason`` text of the response.
     """
 
+    outcome = CallOutcome.REFUSED
+
     def __init__(self, error_code: int, reason: str) -> None:
         self.error_code = int(error_code)
         self.reason = reason
-        meaning = ERROR_CODES.get(self.error_code, ("unknown error code", False))[0]
-        self.retryable = is_retryable_code(self.error_code)
-        super().__init__(f"Juhe error {self.error_code} ({meaning}): {reason}")
+        known = ERROR_CODES.get(self.error_code, ErrorCode("an error code the vendor doc does not list"))
+        self.retryable = known.transient
+        self.final = known.final
+        super().__init__(f"Juhe error {self.error_code} {reason} ({known.meaning})")
 
     def __reduce__(self):
         return type(self), (self.error_code, self.reason)
@@ -77,23 +118,32 @@ class JuheAuthError(JuheApiError):
 
 class JuheResponseError(JuheError):
     """
-    An HTTP error status, or a body that is not the JSON Juhe documents.
+    An HTTP error status, a body that is not the JSON Juhe documents, an undocumented or internal
+    error code (10014) on a call that is not a send: the call may have taken effect.
 
-    :param status_code: the HTTP status of the response.
-    :param excerpt: the start of the body, for the message.
+    :param status_code: the HTTP status of the response (0 when none arrived whole).
+    :param excerpt: the start of the body, or what went wrong, for the message.
+    :param error_code: Juhe's code when the body carried one.
     """
 
-    def __init__(self, status_code: int, excerpt: str) -> None:
+    def __init__(self, status_code: int, excerpt: str, error_code: int | None = None) -> None:
         self.status_code = status_code
         self.excerpt = excerpt
-        super().__init__(f"Unexpected response from Juhe (HTTP {status_code}): {excerpt!r}")
+        self.error_code = error_code
+        code = f", error {error_code} ({explain(error_code)})" if error_code is not None else ""
+        if status_code:
+            super().__init__(f"Unexpected response from Juhe (HTTP {status_code}{code}): {excerpt!r}")
+        else:
+            super().__init__(f"No complete answer from Juhe: {excerpt}")
 
     def __reduce__(self):
-        return type(self), (self.status_code, self.excerpt)
+        return type(self), (self.status_code, self.excerpt, self.error_code)
 
 
 class JuheConnectionError(JuheError):
-    """The HTTP request failed in transport (refused, reset, timed out) and was not a send."""
+    """The request surely did not take effect (refused, DNS, connect timeout, TLS) and retries ran out."""
+
+    outcome = CallOutcome.NOTHING_LEFT
 
 
 class JuheDeliveryUnknownError(JuheError):
@@ -126,6 +176,13 @@ class JuheDeliveryUnknownError(JuheError):
 class JuheInputError(JuheError, ValueError):
     """Bad input found before any request (a number, a template id, a field): a retry cannot help."""
 
+    outcome = CallOutcome.NOTHING_LEFT
+    final = True
+
+
+class JuheConfigError(JuheInputError):
+    """The connection cannot work (undefined, no key, a host or scheme that cannot be reached)."""
+
 
 @contextlib.contextmanager
 def input_checks() -> Iterator[None]:
@@ -136,11 +193,6 @@ def input_checks() -> Iterator[None]:
         raise
     except (ValueError, TypeError) as error:
         raise JuheInputError(str(error)) from None
-
-
-def is_retryable_code(error_code: int) -> bool:
-    """Whether a call answered with this code surely did not take effect."""
-    return ERROR_CODES.get(error_code, ("", False))[1]
 
 
 def api_error(error_code: int, reason: str) -> JuheApiError:

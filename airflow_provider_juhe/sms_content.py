@@ -105,3 +105,9 @@ def sms_parts(text: str) -> int:
 def message_parts(signature: str, content: str, packed: bytes) -> int:
     """SMS parts of one message: the template rendered with packed variables, after its 【signature】."""
     return sms_parts(f"【{signature}】" + render_text(content, unpack_values(packed)))
+
+
+def unfilled_variables(content: str, tpl_value: Mapping[str, object] | str | None) -> list[str]:
+    """The ``#name#`` variables of a template's text that ``tpl_value`` leaves without a value."""
+    given = tpl_value if isinstance(tpl_value, Mapping) else decode_tpl_value(tpl_value)
+    return sorted(template_variables(content) - {variable_name(key) for key in given})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -15,14 +16,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 from airflow.sdk import BaseHook, Connection
-from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_juhe.exceptions import (
+    ERROR_CODES,
     OUTCOME_UNKNOWN_CODE,
-    JuheApiError,
+    RATE_LIMITED_CODE,
+    CallOutcome,
+    JuheConfigError,
     JuheConnectionError,
     JuheDeliveryUnknownError,
     JuheError,
@@ -30,6 +33,8 @@ from airflow_provider_juhe.exceptions import (
     api_error,
     input_checks,
 )
+from airflow_provider_juhe.hooks import transport
+from airflow_provider_juhe.hooks.outcomes import Ending
 from airflow_provider_juhe.hooks.rate_limit import RateLimiter
 from airflow_provider_juhe.juhe_api import (
     BATCH_INFO_CARRIERS,
@@ -51,12 +56,17 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
+#: The most bytes of an answer read: the largest documented answer (mobileGroup for 10,000 numbers,
+#: ~150 KB; a long template list) fits many times over, a runaway body does not.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: The most bytes read of an error page, for the message's excerpt.
+EXCERPT_BYTES = 2048
 
 
 class CallKind(Enum):
     """What a call does, which decides when it may be retried."""
 
-    READ = "read"  # no side effect: retried on any transport error
+    READ = "read"  # no side effect: retried on any ending
     WRITE = "write"  # retried only when it surely did not take effect
     SEND = "send"  # as WRITE; an ambiguous failure becomes JuheDeliveryUnknownError
 
@@ -70,12 +80,6 @@ class JuheConnectionConfig:
     timeout: float
     max_retries: int
     max_calls_per_second: float | None
-
-
-class _TransportFailure(JuheConnectionError):
-    def __init__(self, message: str, request_sent: bool) -> None:
-        super().__init__(message)
-        self.request_sent = request_sent
 
 
 class JuheSmsHook(BaseHook):
@@ -124,7 +128,8 @@ class JuheSmsHook(BaseHook):
         """The connection's settings, read once; the appkey is registered with the secrets masker."""
         from airflow.sdk.log import mask_secret
 
-        conn = self.get_connection(self.juhe_conn_id)
+        with self._defined():
+            conn = self.get_connection(self.juhe_conn_id)
         config = self._read_config(conn, conn.extra_dejson)
         mask_secret(config.appkey)
         return config
@@ -139,7 +144,8 @@ class JuheSmsHook(BaseHook):
         if "config" not in self.__dict__:
             from airflow.sdk.log import amask_secret
 
-            conn = await self.aget_connection(self.juhe_conn_id)
+            with self._defined():
+                conn = await self.aget_connection(self.juhe_conn_id)
             config = self._read_config(conn, await conn.aextra_dejson())
             await amask_secret(config.appkey)
             self.__dict__["config"] = config
@@ -157,17 +163,34 @@ class JuheSmsHook(BaseHook):
         self.config  # noqa: B018 - read here, not first inside worker threads
         self.get_conn()
 
+    @contextlib.contextmanager
+    def _defined(self) -> Iterator[None]:
+        """An undefined connection fails at once (no retry defines it), saying how to define it."""
+        from airflow.exceptions import AirflowNotFoundException
+
+        try:
+            yield
+        except AirflowNotFoundException:
+            variable = "AIRFLOW_CONN_" + self.juhe_conn_id.upper()
+            raise JuheConfigError(
+                f"juhe_conn_id: the connection {self.juhe_conn_id!r} is not defined (the default id is "
+                f"{self.default_conn_name!r}). Define it as an environment variable, e.g. {variable}="
+                '\'{"conn_type": "juhe_sms", "host": "v.juhe.cn", "password": "<your appkey>"}\', '
+                "in the UI (Admin → Connections, type Juhe SMS), or in your secrets backend."
+            ) from None
+
     def _read_config(self, conn: Connection, extra: Mapping[str, Any]) -> JuheConnectionConfig:
         appkey = (conn.password or "").strip()
-        if not appkey:
-            raise JuheError(f"Connection {self.juhe_conn_id!r}: the App key (password field) is empty")
-        return JuheConnectionConfig(
-            base_url=build_base_url(conn.host, conn.schema, conn.port),
-            appkey=appkey,
-            timeout=_extra_number(extra, "timeout", float, DEFAULT_TIMEOUT),
-            max_retries=_extra_number(extra, "max_retries", int, DEFAULT_MAX_RETRIES, zero_allowed=True),
-            max_calls_per_second=_extra_number(extra, "max_calls_per_second", float, None),
-        )
+        with _connection_field(self.juhe_conn_id):
+            if not appkey:
+                raise ValueError("password: the App key is empty")
+            return JuheConnectionConfig(
+                base_url=build_base_url(conn.host, conn.schema, conn.port),
+                appkey=appkey,
+                timeout=_extra_number(extra, "timeout", float, DEFAULT_TIMEOUT),
+                max_retries=_extra_number(extra, "max_retries", int, DEFAULT_MAX_RETRIES, zero_allowed=True),
+                max_calls_per_second=_extra_number(extra, "max_calls_per_second", float, None),
+            )
 
     @property
     def rate_limiter(self) -> RateLimiter:
@@ -184,7 +207,9 @@ class JuheSmsHook(BaseHook):
         with self._session_lock:
             if self._session is None:
                 session = requests.Session()
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size, max_retries=0)
+                adapter = transport.DeadlineAdapter(
+                    pool_connections=1, pool_maxsize=self.pool_size, max_retries=0
+                )
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.headers["User-Agent"] = "airflow-provider-juhe"
@@ -216,19 +241,12 @@ class JuheSmsHook(BaseHook):
         with input_checks():
             signature = _required_text(signature, "signature")
             content = _required_text(content, "content")
-        result = self._call(
-            CallKind.WRITE, SUBMIT_TEMPLATE_PATH, {"signature": signature, "content": content}
+        return self._call(
+            CallKind.WRITE,
+            SUBMIT_TEMPLATE_PATH,
+            {"signature": signature, "content": content},
+            _read_submitted,
         )
-        carrier_tpl_ids: dict[str, int] = {}
-        for entry in result.get("tplBatchInfo") or []:
-            for letter, tpl_id in entry.items():
-                if letter in BATCH_INFO_CARRIERS:
-                    carrier_tpl_ids[BATCH_INFO_CARRIERS[letter]] = int(tpl_id)
-        return {
-            "tpl_id": int(result["tplId"]),
-            "send_content": result.get("sendContent", ""),
-            "carrier_tpl_ids": carrier_tpl_ids,
-        }
 
     def send_sms(
         self,
@@ -261,8 +279,8 @@ class JuheSmsHook(BaseHook):
             len(numbers),
             mask_sample(numbers, limit=3),
         )
-        result = self._call(CallKind.SEND, SEND_PATH, params, recipients=numbers)
-        return {**_read_send_result(result, numbers), "count": len(numbers)}
+        sent = self._call(CallKind.SEND, SEND_PATH, params, _read_send_result, recipients=numbers)
+        return {**sent, "count": len(numbers)}
 
     def group_mobiles(self, mobiles: str | Iterable[str]) -> dict[str, list[str]]:
         """
@@ -275,9 +293,9 @@ class JuheSmsHook(BaseHook):
         groups: dict[str, list[str]] = {"mobile": [], "unicom": [], "telecom": [], "unknown": []}
         for start in range(0, len(numbers), MOBILE_GROUP_LIMIT):
             chunk = numbers[start : start + MOBILE_GROUP_LIMIT]
-            result = self._call(CallKind.READ, MOBILE_GROUP_PATH, {"mobiles": ",".join(chunk)})
-            for letter, carrier in MOBILE_GROUP_CARRIERS.items():
-                groups[carrier].extend(str(m) for m in (result.get(letter) or []))
+            answer = self._call(CallKind.READ, MOBILE_GROUP_PATH, {"mobiles": ",".join(chunk)}, _read_groups)
+            for carrier, members in answer.items():
+                groups[carrier].extend(members)
         return groups
 
     def list_templates(self) -> list[dict[str, Any]]:
@@ -286,19 +304,7 @@ class JuheSmsHook(BaseHook):
 
         :return: ``[{"tpl_id", "content", "signature", "state", "state_name", "carrier"}, ...]``
         """
-        result = self._call(CallKind.READ, TEMPLATES_PATH, {})
-        templates = (result or {}).get("templates") or []
-        return [
-            {
-                "tpl_id": int(t["tplId"]),
-                "content": t.get("tpl", ""),
-                "signature": t.get("tpl_signature", ""),
-                "state": int(t.get("tpl_state", 0)),
-                "state_name": TEMPLATE_STATES.get(int(t.get("tpl_state", 0)), "unknown"),
-                "carrier": TEMPLATE_CARRIERS.get(int(t.get("operation", 0)), "unknown"),
-            }
-            for t in templates
-        ]
+        return self._call(CallKind.READ, TEMPLATES_PATH, {}, _read_templates)
 
     def get_template(self, tpl_id: int | str) -> dict[str, Any] | None:
         """One template by id, or ``None`` when the account has no such template."""
@@ -317,9 +323,18 @@ class JuheSmsHook(BaseHook):
     # -- HTTP -------------------------------------------------------------------------------------
 
     def _call(
-        self, kind: CallKind, path: str, params: dict[str, str], *, recipients: list[str] | None = None
+        self,
+        kind: CallKind,
+        path: str,
+        params: dict[str, str],
+        read: Callable[[Any], Any] = lambda result: result,
+        *,
+        recipients: list[str] | None = None,
     ) -> Any:
-        """POST one call, retrying per the retry policy; return Juhe's ``result``."""
+        """
+        POST one call and ``read`` its result, retrying per the outcome table; every other ending
+        becomes the exception the table names for this kind of call.
+        """
         retrying = Retrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
             wait=wait_exponential(multiplier=self.retry_wait, max=self.retry_wait_max),
@@ -334,54 +349,94 @@ class JuheSmsHook(BaseHook):
             reraise=True,
         )
         try:
-            return retrying(self._post, kind, path, params)
-        except _TransportFailure as failure:
-            if kind is CallKind.SEND and failure.request_sent:
-                raise JuheDeliveryUnknownError(recipients or [], str(failure)) from None
-            raise JuheConnectionError(str(failure)) from None
-        except JuheApiError as error:
-            if kind is CallKind.SEND and error.error_code == OUTCOME_UNKNOWN_CODE:
-                raise JuheDeliveryUnknownError(
-                    recipients or [], f"Juhe error {error.error_code}: {error.reason}", error.error_code
-                ) from None
-            raise
+            return retrying(self._attempt, kind, path, params, read)
+        except _Ended as ended:
+            raise self._error(ended, kind, path, recipients or []) from None
 
-    def _post(self, kind: CallKind, path: str, params: dict[str, str]) -> Any:
+    def _error(self, ended: _Ended, kind: CallKind, path: str, recipients: list[str]) -> JuheError:
+        """The exception the outcome table names for this ending and kind of call."""
+        outcome = ended.ending.outcome
+        if ended.ending is Ending.INVALID_URL:
+            return JuheConfigError(f"Connection {self.juhe_conn_id!r} (host): {ended.detail}")
+        if outcome is CallOutcome.NOTHING_LEFT:
+            return JuheConnectionError(f"{ended.detail} calling {path}; nothing was sent")
+        if outcome is CallOutcome.REFUSED:
+            return api_error(ended.error_code, ended.detail)  # type: ignore[arg-type]
+        if kind is CallKind.SEND:
+            detail = ended.detail if ended.status in (0, 200) else f"HTTP {ended.status}: {ended.detail}"
+            return JuheDeliveryUnknownError(recipients, detail, ended.error_code, ended.sid)
+        return JuheResponseError(ended.status, ended.detail, ended.error_code)
+
+    def _attempt(self, kind: CallKind, path: str, params: dict[str, str], read: Callable[[Any], Any]) -> Any:
+        result = self._post(path, params)
+        try:
+            return read(result)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+            raise _Ended(
+                Ending.UNREADABLE_RESULT,
+                f"{path} answered success with an unreadable result ({type(error).__name__}: "
+                f"{self._redact(str(error))[:200]})",
+                sid=_sid_of(result) if kind is CallKind.SEND else None,
+            ) from None
+
+    def _post(self, path: str, params: dict[str, str]) -> Any:
+        """One HTTP request under the whole-call deadline: Juhe's ``result``, or ``_Ended``."""
         config = self.config
         self.rate_limiter.wait()
         session = self.get_conn()
-        try:
-            # Prepared here, not by session.post(): merging the session's settings into every request
-            # cost a third of a call's CPU, and the form body needs nothing of them.
-            request = requests.PreparedRequest()
-            request.prepare(
-                method="POST",
-                url=config.base_url + path,
-                headers={**session.headers, "Content-Type": FORM_CONTENT_TYPE},
-                data=urlencode({"key": config.appkey, **params}).encode(),
-            )
-            response = session.send(request, timeout=config.timeout, allow_redirects=False)
-        except requests.RequestException as error:
-            raise _TransportFailure(
-                f"{type(error).__name__} calling {path}: {self._redact(str(error))}",
-                request_sent=not _surely_not_sent(error),
-            ) from None
-        return self._parse(response)
+        with transport.attempt(config.timeout) as attempt:
+            try:
+                # Prepared here, not by session.post(): merging the session's settings into every
+                # request cost a third of a call's CPU, and the form body needs nothing of them.
+                request = requests.PreparedRequest()
+                request.prepare(
+                    method="POST",
+                    url=config.base_url + path,
+                    headers={**session.headers, "Content-Type": FORM_CONTENT_TYPE},
+                    data=urlencode({"key": config.appkey, **params}).encode(),
+                )
+                response = session.send(request, timeout=config.timeout, allow_redirects=False, stream=True)
+            except requests.RequestException as error:
+                raise _Ended(
+                    _transport_ending(error, attempt.started),
+                    f"{type(error).__name__}: {self._redact(str(error))[:300]}",
+                    status=0,
+                ) from None
+            try:
+                body = _read_body(response)
+            except _Ended:
+                raise
+            except Exception as error:  # urllib3's read errors: the request had started
+                timed_out = isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError))
+                raise _Ended(
+                    Ending.DEADLINE if timed_out else Ending.CONNECTION_LOST,
+                    f"{type(error).__name__} reading the answer of {path}: {self._redact(str(error))[:300]}",
+                    status=0,
+                ) from None
+        return self._parse(response.status_code, response.headers.get("Content-Type", ""), body)
 
-    def _parse(self, response: requests.Response) -> Any:
-        body = None
-        if response.status_code == 200:
-            with contextlib.suppress(ValueError):  # JSON finds its own encoding; response.text guesses
-                body = json.loads(response.content)
-        if not isinstance(body, dict) or "error_code" not in body:
-            excerpt = self._redact(" ".join(response.text[:200].split()))
-            raise JuheResponseError(response.status_code, excerpt)
-        code = int(body["error_code"])
-        if code != 0:
-            if code == 10011:
-                self.rate_limiter.slow_down()
-            raise api_error(code, self._redact(str(body.get("reason", ""))))
-        return body.get("result") or {}
+    def _parse(self, status: int, content_type: str, body: bytes) -> Any:
+        """Juhe's ``result`` from a whole answer, or ``_Ended`` per the outcome table."""
+        charset = _charset(content_type)
+        if status != 200:
+            raise _Ended(Ending.HTTP_ERROR, self._redact(_excerpt(body, charset)), status=status)
+        try:
+            answer = json.loads(body if charset in (None, "utf-8", "utf8") else body.decode(charset))
+        except (ValueError, LookupError):
+            raise _Ended(Ending.NOT_JSON, self._redact(_excerpt(body, charset))) from None
+        code = answer.get("error_code") if isinstance(answer, dict) else None
+        if type(code) is not int:
+            raise _Ended(Ending.UNEXPECTED_SHAPE, self._redact(_excerpt(body, charset)))
+        if code == 0:
+            return answer.get("result")
+        reason = self._redact(str(answer.get("reason", ""))[:300])
+        if code == RATE_LIMITED_CODE:
+            self.rate_limiter.slow_down()
+        if code == OUTCOME_UNKNOWN_CODE:
+            raise _Ended(Ending.INTERNAL_ERROR, f"Juhe error {code} {reason}", error_code=code)
+        if code not in ERROR_CODES:
+            raise _Ended(Ending.UNDOCUMENTED_CODE, f"Juhe error {code} {reason}", error_code=code)
+        raise _Ended(Ending.DOCUMENTED_CODE, reason, error_code=code)
 
     def _redact(self, text: str) -> str:
         """Belt and braces: no message this hook builds may carry the appkey."""
@@ -389,35 +444,203 @@ class JuheSmsHook(BaseHook):
         return text.replace(config.appkey, "***") if config else text
 
 
-def _read_send_result(result: Any, numbers: list[str]) -> dict[str, Any]:
+class _Ended(Exception):
+    """How one attempt ended, when not with a readable success (internal to the hook)."""
+
+    def __init__(
+        self,
+        ending: Ending,
+        detail: str,
+        *,
+        status: int = 200,
+        error_code: int | None = None,
+        sid: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.ending = ending
+        self.detail = detail
+        self.status = status
+        self.error_code = error_code
+        self.sid = sid
+
+
+_INVALID_URL_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.URLRequired,
+)
+
+
+def _transport_ending(error: requests.RequestException, started: bool) -> Ending:
     """
-    ``{"sid", "fee"}`` from send.php's result. The SMS may already be out: a reply that cannot be read
-    is an unknown outcome (with the sid when there is one), never an input error.
+    Classify a failure before any answer. Only a failure that cannot happen once bytes have left
+    (and with no byte written, by ``started``) counts as nothing left; anything unclear may have.
     """
-    sid = result.get("sid") if isinstance(result, Mapping) else None
-    sid = str(sid) if sid not in (None, "") else None
+    if isinstance(error, _INVALID_URL_ERRORS):
+        return Ending.INVALID_URL
+    if not started:
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            return Ending.CONNECT_TIMEOUT
+        if isinstance(error, requests.exceptions.SSLError):
+            return Ending.TLS_FAILURE
+        reason = getattr(error.args[0], "reason", error.args[0]) if error.args else None
+        if isinstance(reason, urllib3.exceptions.NameResolutionError):
+            return Ending.DNS_FAILURE
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            return Ending.CONNECTION_REFUSED
+    return Ending.DEADLINE if isinstance(error, requests.Timeout) else Ending.CONNECTION_LOST
+
+
+def _read_body(response: requests.Response) -> bytes:
+    """The answer, read up to :data:`MAX_ANSWER_BYTES` (an error page only up to its excerpt)."""
+    ok = response.status_code == 200
+    limit = MAX_ANSWER_BYTES if ok else EXCERPT_BYTES
+    declared = response.headers.get("Content-Length", "")
+    if ok and declared.isdigit() and int(declared) > limit:
+        response.raw.close()
+        raise _Ended(Ending.OVERSIZED, f"the answer declares {declared} bytes, more than the {limit} read")
+    body = response.raw.read(limit + 1, decode_content=True)
+    if len(body) > limit or not ok:
+        response.raw.close()  # the rest stays unread: this connection cannot serve another call
+        if ok:
+            raise _Ended(Ending.OVERSIZED, f"the answer is larger than the {limit} bytes read")
+        return body[:limit]
+    response.raw.release_conn()
+    return body
+
+
+def _charset(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _excerpt(body: bytes, charset: str | None) -> str:
+    """The start of a body for a message: decoded as declared (else UTF-8), never guessed."""
     try:
-        if sid is None:
-            raise ValueError("no sid")
-        fee = float(result.get("fee") or 0)  # the doc types fee as a string: "1", "1.0"
-        if fee < 0 or not fee.is_integer():
-            raise ValueError(f"fee {result.get('fee')!r}")
-    except (TypeError, ValueError) as error:
-        raise JuheDeliveryUnknownError(
-            numbers, f"send.php answered success with an unreadable result ({error})", sid=sid
-        ) from None
+        text = body[:EXCERPT_BYTES].decode(charset or "utf-8", "replace")
+    except LookupError:
+        text = body[:EXCERPT_BYTES].decode("utf-8", "replace")
+    return " ".join(text.split())[:200]
+
+
+def _sid_of(result: Any) -> str | None:
+    sid = result.get("sid") if isinstance(result, Mapping) else None
+    if isinstance(sid, bool) or not isinstance(sid, (str, int)) or sid == "":
+        return None
+    return str(sid)
+
+
+def _integer(value: Any) -> int:
+    """An integer Juhe sent as a number or as digits; anything else raises ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"expected text, got {value!r}")
+    return str(value)
+
+
+def _read_submitted(result: Any) -> dict[str, Any]:
+    """submitTpl's result: ``{"tpl_id", "send_content", "carrier_tpl_ids"}``."""
+    carrier_tpl_ids: dict[str, int] = {}
+    for entry in result.get("tplBatchInfo") or []:
+        for letter, tpl_id in entry.items():
+            if letter in BATCH_INFO_CARRIERS:
+                carrier_tpl_ids[BATCH_INFO_CARRIERS[letter]] = _integer(tpl_id)
+    return {
+        "tpl_id": _integer(result["tplId"]),
+        "send_content": _text(result.get("sendContent")),
+        "carrier_tpl_ids": carrier_tpl_ids,
+    }
+
+
+def _read_groups(result: Any) -> dict[str, list[str]]:
+    """mobileGroup's result by carrier (``"unknown": null`` is an empty list)."""
+    groups: dict[str, list[str]] = {}
+    for letter, carrier in MOBILE_GROUP_CARRIERS.items():
+        members = result.get(letter) or []
+        if not isinstance(members, list):
+            raise TypeError(f"{letter!r} is {type(members).__name__}, not a list")
+        groups[carrier] = [_text(member) for member in members]
+    return groups
+
+
+def _read_templates(result: Any) -> list[dict[str, Any]]:
+    """myTemplates' result: one plain record per template."""
+    templates = result.get("templates") or []  # a result that is not an object is unreadable
+    if not isinstance(templates, list):
+        raise TypeError(f"templates is {type(templates).__name__}, not a list")
+    records = []
+    for t in templates:
+        state, operation = _integer(t.get("tpl_state", 0)), _integer(t.get("operation", 0))
+        records.append(
+            {
+                "tpl_id": _integer(t["tplId"]),
+                "content": _text(t.get("tpl")),
+                "signature": _text(t.get("tpl_signature")),
+                "state": state,
+                "state_name": TEMPLATE_STATES.get(state, "unknown"),
+                "carrier": TEMPLATE_CARRIERS.get(operation, "unknown"),
+            }
+        )
+    return records
+
+
+def _read_send_result(result: Any) -> dict[str, Any]:
+    """``{"sid", "fee"}`` from send.php's result; raises for anything else (an unreadable success)."""
+    sid = _sid_of(result)
+    if sid is None:
+        raise ValueError("no sid")
+    given = result.get("fee") or 0
+    if isinstance(given, bool) or not isinstance(given, (int, float, str)):
+        raise ValueError(f"fee {given!r}")
+    fee = float(given)  # the doc types fee as a string: "1", "1.0"
+    if fee < 0 or not fee.is_integer():
+        raise ValueError(f"fee {given!r}")
     return {"sid": sid, "fee": int(fee)}
 
 
 def build_base_url(host: str | None, schema: str | None, port: int | None) -> str:
-    """A full URL in ``host`` wins; else ``schema`` (http/https, default https), host and port."""
+    """
+    A full URL in ``host`` wins; else ``schema`` (http/https, default https), host and port.
+
+    :raises ValueError: naming the connection field, for a URL that cannot work (``htp://…``).
+    """
     host = (host or "").strip() or DEFAULT_HOST
     if "://" in host:
-        return host.rstrip("/")
-    scheme = (schema or "https").strip().lower()
-    if scheme not in ("http", "https"):
-        raise JuheError(f"Connection schema must be 'http' or 'https', got {schema!r}")
-    return f"{scheme}://{host.strip('/')}" + (f":{port}" if port else "")
+        url = host.rstrip("/")
+    else:
+        scheme = (schema or "https").strip().lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"schema: expected 'http' or 'https', got {schema!r}")
+        url = f"{scheme}://{host.strip('/')}" + (f":{port}" if port else "")
+    try:
+        parsed = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError(f"host: {host!r} is not a valid host or URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"host: the URL's scheme must be http or https, got {host!r}")
+    if not parsed.host or any(c.isspace() for c in url) or parsed.query or parsed.fragment:
+        raise ValueError(f"host: {host!r} is not a valid host or base URL")
+    return url
+
+
+@contextlib.contextmanager
+def _connection_field(conn_id: str) -> Iterator[None]:
+    """A connection field that cannot work is a configuration error: no task retry can fix it."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise JuheConfigError(f"Connection {conn_id!r}, {error}") from None
 
 
 def validate_tpl_id(tpl_id: int | str) -> int:
@@ -442,30 +665,22 @@ def _extra_number(
         return default
     try:
         number = kind(value)
-    except (TypeError, ValueError):
-        raise JuheError(f"Connection extra {field!r}: expected a number, got {value!r}") from None
-    if number < 0 or (number == 0 and not zero_allowed):
-        raise JuheError(
-            f"Connection extra {field!r}: must be {'≥' if zero_allowed else '>'} 0, got {value!r}"
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"extra {field!r}: expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero_allowed):
+        raise ValueError(
+            f"extra {field!r}: must be a finite number {'≥' if zero_allowed else '>'} 0, got {value!r}"
         )
     return number
 
 
-def _surely_not_sent(error: requests.RequestException) -> bool:
-    """True only when the connection failed before any byte of the request left."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(error, requests.ConnectionError) and error.args:
-        reason = getattr(error.args[0], "reason", error.args[0])
-        return isinstance(reason, NewConnectionError)
-    return False
-
-
 def _may_retry(error: BaseException, kind: CallKind) -> bool:
-    if isinstance(error, JuheApiError):
-        return error.retryable
-    if isinstance(error, _TransportFailure):
-        return kind is CallKind.READ or not error.request_sent
-    if isinstance(error, JuheResponseError):
-        return kind is CallKind.READ and error.status_code >= 500
-    return False
+    """The hook's own retries: only where the call surely did not take effect (or is a read)."""
+    if not isinstance(error, _Ended) or error.ending is Ending.INVALID_URL:
+        return False
+    outcome = error.ending.outcome
+    if outcome is CallOutcome.NOTHING_LEFT:
+        return True
+    if outcome is CallOutcome.REFUSED:
+        return ERROR_CODES[error.error_code].transient  # type: ignore[index]
+    return kind is CallKind.READ

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_juhe.exceptions import JuheAuthError, JuheError, JuheInputError, input_checks
+from airflow_provider_juhe.exceptions import JuheConfigError, JuheError, JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
 from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
@@ -27,7 +27,7 @@ from airflow_provider_juhe.sending.recipients import (
 )
 from airflow_provider_juhe.sending.report import SendSummary, report_location, report_rows, write_report
 from airflow_provider_juhe.sending.window import SendWindow, now
-from airflow_provider_juhe.sms_content import message_parts, template_variables
+from airflow_provider_juhe.sms_content import message_parts, template_variables, unfilled_variables
 
 if TYPE_CHECKING:
     import jinja2
@@ -64,10 +64,10 @@ class JuheBaseOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         try:
             return self.call_juhe(context)
-        except JuheAuthError as error:
-            raise AirflowFailException(f"{error} (not retried: the key or caller is not allowed)") from error
-        except JuheInputError as error:  # a retry cannot help
-            raise AirflowFailException(str(error)) from error
+        except JuheError as error:
+            if error.final:  # bad input, a connection that cannot work, a refusal no retry changes
+                raise AirflowFailException(f"{error} (not retried: a retry cannot change it)") from error
+            raise
 
     def call_juhe(self, context: Context) -> Any:
         raise NotImplementedError
@@ -296,9 +296,9 @@ class JuheSendSmsOperator(JuheBaseOperator):
         tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
         ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
         previous = ledger.read_plan() if ledger else None
-        templates = (
-            self._read_templates() if self.dry_run or (self.recipients is not None and not previous) else None
-        )
+        templates = self._read_templates() if self.dry_run or not previous else None
+        if templates and self.recipients is None:
+            self._check_filled(templates, tpl_ids)
         variables = previous.get("variables") if previous else self._variables(templates, tpl_ids)
         audience = self._audience(variables, suppress)
         summary = SendSummary(
@@ -469,14 +469,13 @@ class JuheSendSmsOperator(JuheBaseOperator):
             )
             return result
         context["ti"].xcom_push(key="return_value", value=result)
-        message = (
-            f"{summary.failed_count} number(s) failed and {summary.unknown_count} have an unknown outcome "
-            f"(of {summary.requested} requested); see the summary in XCom"
-        )
+        message = f"{summary.describe()} (of {summary.requested} requested; the summary is in XCom)"
         if auth_error is not None:
-            raise AirflowFailException(f"Juhe error {auth_error.error_code}: {auth_error.reason}; {message}")
-        if summary.failed_count:  # a retry sends the batches that surely failed, and only those
-            raise JuheError(message)
+            raise AirflowFailException(f"{message}. Not retried: the key or connection is not allowed")
+        if summary.failed_count:
+            if summary.failures_final():
+                raise AirflowFailException(f"{message}. Not retried: a retry cannot change these refusals")
+            raise JuheError(message)  # a retry sends the batches that surely failed, and only those
         raise AirflowFailException(
             f"{message}. Nothing is left for a retry to send{'' if sent_now else ' (this try sent nothing)'}: "
             "numbers with an unknown outcome are never sent again by this task instance. Check them in "
@@ -510,13 +509,28 @@ class JuheSendSmsOperator(JuheBaseOperator):
             "estimated_fee": estimated_fee,
         }
 
+    def _check_filled(self, templates: Mapping[int, Mapping[str, Any]], tpl_ids: list[int]) -> None:
+        """With ``mobiles``, a variable that ``tpl_value`` leaves unfilled fails before any send."""
+        for tpl_id in tpl_ids:
+            template = templates.get(tpl_id)
+            if template is None:
+                continue
+            with input_checks():
+                unfilled = unfilled_variables(template["content"], self.tpl_value)
+            if unfilled:
+                raise JuheInputError(
+                    f"tpl_value: template {tpl_id} uses {', '.join(unfilled)}, which tpl_value leaves "
+                    "unfilled: Juhe would refuse every call (228802)"
+                )
+
     def _read_templates(self) -> dict[int, dict[str, Any]]:
         """The account's templates by id (their text gives variables and SMS parts); empty if unreadable."""
         try:
             return {t["tpl_id"]: t for t in self.hook.list_templates()}
-        except JuheAuthError:
-            raise
         except JuheError as error:
+            # A refused key fails a dry run here; a real send records it against every batch instead.
+            if isinstance(error, JuheConfigError) or (error.final and self.dry_run):
+                raise
             self.log.warning(
                 "Could not read the templates (variables not checked, 1 SMS per number assumed): %s", error
             )

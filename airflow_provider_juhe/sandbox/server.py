@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from airflow_provider_juhe.sandbox.state import Fault, SandboxState, messages_for
+from airflow_provider_juhe.sandbox.state import Fault, Reply, SandboxState, messages_for
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -38,19 +39,50 @@ class _Handler(BaseHTTPRequestHandler):
         wait = reply.delay - (time.monotonic() - arrived)
         if wait > 0:
             time.sleep(wait)
-        if reply.drop:
+        if reply.drop or reply.reset:
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            if reply.reset:  # SO_LINGER 0: close() sends a TCP reset instead of a FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
             return
         if reply.html is not None:
             payload, content_type = reply.html.encode(), "text/html; charset=utf-8"
+        elif reply.raw is not None:
+            payload, content_type = reply.raw, "application/json"
         else:
             payload, content_type = json.dumps(reply.body, ensure_ascii=False).encode(), "application/json"
+        try:
+            if reply.trickle or reply.filler:
+                self._stream(reply, payload, content_type)
+                return
+            self.send_response(reply.status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:  # the client gave up (a deadline, a read bound): nothing to do
+            self.close_connection = True
+
+    def _stream(self, reply: Reply, payload: bytes, content_type: str) -> None:
+        """A trickled answer (a byte every ``trickle`` seconds) or one padded with ``filler`` bytes."""
+        self.close_connection = True  # the end of the body is the end of the connection
         self.send_response(reply.status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.wfile.flush()
+        if reply.trickle:
+            for byte in range(len(payload)):
+                self.wfile.write(payload[byte : byte + 1])
+                self.wfile.flush()
+                time.sleep(reply.trickle)
+            return
         self.wfile.write(payload)
+        chunk = b" " * 65536  # JSON allows trailing white space: only the size is wrong
+        for _ in range(reply.filler // len(chunk)):
+            self.wfile.write(chunk)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests and the demo print what matters
@@ -178,17 +210,24 @@ class JuheSandbox:
         seconds: float = 0.0,
         path: str | None = None,
         after: int = 0,
+        size: int = 0,
+        shape: str = "not_json",
+        status: int = 200,
     ) -> None:
         """
         Make the next ``times`` calls (``None``: every call), or a ``fraction`` of calls, misbehave.
 
-        :param kind: ``"error"`` (answer ``error_code``), ``"latency"`` (wait ``seconds`` more),
-            ``"html_502"`` (an HTML Bad Gateway page), or ``"drop"`` (process the call, then close the
-            connection without answering: a send is accepted but the client cannot know).
+        :param kind: refusing the call: ``"error"`` (answer ``error_code``), ``"html_502"`` (an HTML Bad
+            Gateway page, padded to ``size`` bytes if given). Carrying the call out, then spoiling the
+            answer: ``"latency"`` (wait ``seconds`` more), ``"drop"`` (close the connection without
+            answering), ``"reset"`` (a TCP reset instead of the answer), ``"trickle"`` (the answer one
+            byte every ``seconds``), ``"oversized"`` (the answer padded to ``size`` bytes, default 100 MB,
+            with HTTP ``status``), ``"unknown_code"`` (``error_code`` if set, else 229999: a code the vendor doc does not list), or
+            ``"malformed"`` (the answer mangled to ``shape``, one of ``MALFORMED_SHAPES``).
         :param path: only calls whose path ends with this, e.g. ``"send.php"``.
         :param after: let this many matching calls through first (``after=2``: the third send fails).
         """
-        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path, after))
+        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path, after, size, shape, status))
 
     def port_number(self, number: str, carrier: str) -> None:
         """Move a number to another carrier (携号转网): mobileGroup answers ``carrier`` for it from now on."""

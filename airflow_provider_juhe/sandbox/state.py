@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import threading
 import time
@@ -25,7 +26,35 @@ from airflow_provider_juhe.mobiles import MOBILE, TELECOM, UNICOM, carrier_of, i
 from airflow_provider_juhe.sms_content import VARIABLE, decode_tpl_value, render_text, sms_parts
 
 CONTENT_LIMIT = 500
-FAULT_KINDS = ("error", "latency", "html_502", "drop")
+FAULT_KINDS = (
+    "error",
+    "latency",
+    "html_502",
+    "drop",
+    "trickle",
+    "oversized",
+    "malformed",
+    "unknown_code",
+    "reset",
+)
+#: What ``unknown_code`` answers unless told otherwise: no table of the vendor doc lists it.
+UNDOCUMENTED_CODE = 229999
+#: ``malformed`` answers: each mangles the real answer of a call that was carried out.
+MALFORMED_SHAPES = (
+    "not_json",
+    "truncated",
+    "array",
+    "error_code_string",
+    "error_code_missing",
+    "error_code_float",
+    "result_list",
+    "result_string",
+    "result_null",
+    "no_sid",
+    "fee_text",
+    "members_not_list",
+    "template_without_id",
+)
 
 
 @dataclass
@@ -42,6 +71,9 @@ class Fault:
     seconds: float = 0.0
     path: str | None = None
     after: int = 0
+    size: int = 0
+    shape: str = "not_json"
+    status: int = 200
 
     def matches(self, path: str, rng: random.Random) -> bool:
         if self.path is not None and not path.endswith(self.path):
@@ -87,6 +119,11 @@ class Reply:
     html: str | None = None
     drop: bool = False
     delay: float = 0.0
+    raw: bytes | None = None  # a body sent as it is (a mangled answer)
+    content_type: str = "application/json"
+    trickle: float = 0.0  # seconds between two bytes of the answer
+    filler: int = 0  # bytes of padding streamed after the body, with no Content-Length
+    reset: bool = False  # close with a TCP reset after reading the request
 
 
 def _error(code: int, reason: str) -> dict[str, Any]:
@@ -138,6 +175,8 @@ class SandboxState:
     def inject(self, fault: Fault) -> None:
         if fault.kind not in FAULT_KINDS:
             raise ValueError(f"kind: expected one of {FAULT_KINDS}, got {fault.kind!r}")
+        if fault.kind == "malformed" and fault.shape not in MALFORMED_SHAPES:
+            raise ValueError(f"shape: expected one of {MALFORMED_SHAPES}, got {fault.shape!r}")
         with self._lock:
             self.faults.append(fault)
 
@@ -170,17 +209,19 @@ class SandboxState:
             if fault.kind == "error":
                 return Reply(_error(fault.error_code, "sandbox: injected error"), delay=delay)
             if fault.kind == "html_502":
-                return Reply(
-                    status=502, html="<html><body><h1>502 Bad Gateway</h1></body></html>", delay=delay
-                )
+                page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+                return Reply(status=502, html=page, delay=delay, filler=fault.size)
         handler = _ROUTES.get(path)
         if handler is None:
             return Reply(status=404, html="<html><body><h1>404 Not Found</h1></body></html>", delay=delay)
         if params.get("key") != self.appkey:
             return Reply(_error(10001, "错误的请求KEY"), delay=delay)
         with self._lock:
-            body = handler(self, params)
-        return Reply(body, delay=delay, drop=any(f.kind == "drop" for f in faults))
+            body = handler(self, params)  # carried out: the faults below only spoil the answer
+        reply = Reply(body, delay=delay, drop=any(f.kind == "drop" for f in faults))
+        for fault in faults:
+            _spoil(reply, fault)
+        return reply
 
     # -- the four calls (called with the lock held) ------------------------------------------------------
 
@@ -269,6 +310,66 @@ _ROUTES: dict[str, Callable[[SandboxState, Mapping[str, str]], dict[str, Any]]] 
     MOBILE_GROUP_PATH: SandboxState._group,
     TEMPLATES_PATH: SandboxState._templates,
 }
+
+
+def _spoil(reply: Reply, fault: Fault) -> None:
+    """Apply an answer-side fault to the answer of a call that was carried out."""
+    body = reply.body or {}
+    if fault.kind == "trickle":
+        reply.trickle = fault.seconds or 1.0
+    elif fault.kind == "oversized":
+        reply.status, reply.filler = fault.status, fault.size or 100 * 1024 * 1024
+    elif fault.kind == "reset":
+        reply.reset = True
+    elif fault.kind == "unknown_code":
+        code = UNDOCUMENTED_CODE if fault.error_code == Fault.error_code else fault.error_code
+        reply.body = _error(code, "sandbox: 未知错误")
+    elif fault.kind == "malformed":
+        reply.raw = _mangled(body, fault.shape)
+
+
+def _mangled(body: dict[str, Any], shape: str) -> bytes:
+    result = body.get("result")
+    mangled: Any = dict(body)
+    if shape == "not_json":
+        return b"<html><body>OK</body></html>"
+    if shape == "truncated":
+        text = json.dumps(body, ensure_ascii=False).encode()
+        return text[: len(text) // 2]
+    if shape == "array":
+        mangled = [body]
+    elif shape == "error_code_string":
+        mangled["error_code"] = str(body.get("error_code", 0))
+    elif shape == "error_code_missing":
+        mangled.pop("error_code", None)
+    elif shape == "error_code_float":
+        mangled["error_code"] = float(body.get("error_code", 0)) + 0.5
+    elif shape == "result_list":
+        mangled["result"] = [result]
+    elif shape == "result_string":
+        mangled["result"] = "ok"
+    elif shape == "result_null":
+        mangled["result"] = None
+    elif isinstance(result, dict):
+        result = dict(result)
+        if shape == "no_sid":
+            result.pop("sid", None)
+            result.pop("tplId", None)
+        elif shape == "fee_text":
+            result["fee"] = "一条"
+        elif shape == "members_not_list":
+            result = {key: 7 for key in result} if "sid" not in result else {**result, "fee": -1}
+        elif shape == "template_without_id":
+            for key in ("templates", "tplBatchInfo"):
+                if isinstance(result.get(key), list):
+                    result[key] = [
+                        {k: v for k, v in entry.items() if k != "tplId"} or {"a": "x"}
+                        for entry in result[key]
+                    ] or [{}]
+            if "sid" in result:
+                result["sid"] = {"id": result["sid"]}
+        mangled["result"] = result
+    return json.dumps(mangled, ensure_ascii=False).encode()
 
 
 def messages_for(sent: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

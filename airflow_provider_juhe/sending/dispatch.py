@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from airflow_provider_juhe.exceptions import (
+    CallOutcome,
     JuheApiError,
     JuheAuthError,
-    JuheConnectionError,
+    JuheConfigError,
     JuheDeliveryUnknownError,
-    JuheInputError,
+    JuheError,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.sending.ledger import ANNOUNCED, NOT_SENT, SENT, UNKNOWN, SendLedger
@@ -48,23 +49,30 @@ class Outcome:
     error_code: int | None = None
     reason: str = ""
     stop: bool = False  # no further call should start (an auth error)
+    final: bool = False  # a retry of the task cannot change it
 
 
 def send_batch(hook: JuheSmsHook, batch: Batch) -> Outcome:
-    """One call, its ending classified. Never raises for an ordinary failure."""
+    """One call, its ending read off the hook's outcome table. Never raises for an ordinary failure."""
     try:
         result = hook.send_sms(batch.mobiles, batch.tpl_id, packed_tpl_value(batch.tpl_value))
-    except JuheAuthError as error:
-        return Outcome(FAILED_OUTCOME, error_code=error.error_code, reason=error.reason, stop=True)
-    except JuheApiError as error:  # Juhe answered: nothing was sent
-        return Outcome(FAILED_OUTCOME, error_code=error.error_code, reason=error.reason)
-    except (JuheConnectionError, JuheInputError) as error:  # the request never left
-        return Outcome(FAILED_OUTCOME, reason=str(error))
-    except JuheDeliveryUnknownError as error:
-        return Outcome(UNKNOWN_OUTCOME, sid=error.sid, error_code=error.error_code, reason=error.detail)
-    except Exception as error:  # an HTTP error page, or anything unexpected once the request may have left
+    except JuheError as error:
+        return outcome_of(error)
+    except Exception as error:  # a defect of ours once the request may have left: never sent again
         return Outcome(UNKNOWN_OUTCOME, reason=f"{type(error).__name__}: {error}")
     return Outcome(SENT_OUTCOME, sid=result["sid"], fee=result["fee"])
+
+
+def outcome_of(error: JuheError) -> Outcome:
+    """A failed call's :class:`Outcome`, from the outcome the hook's table gave its exception."""
+    code = getattr(error, "error_code", None)
+    if error.outcome is CallOutcome.MAY_HAVE_TAKEN_EFFECT:
+        detail = error.detail if isinstance(error, JuheDeliveryUnknownError) else str(error)
+        return Outcome(UNKNOWN_OUTCOME, sid=getattr(error, "sid", None), error_code=code, reason=detail)
+    reason = error.reason if isinstance(error, JuheApiError) else str(error)
+    # A key that is not allowed, or a connection that cannot work, refuses every further call too.
+    stop = isinstance(error, (JuheAuthError, JuheConfigError))
+    return Outcome(FAILED_OUTCOME, error_code=code, reason=reason, stop=stop, final=error.final)
 
 
 class Dispatcher:

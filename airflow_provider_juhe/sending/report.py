@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_juhe.exceptions import explain
 from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, SENT_OUTCOME, Outcome
 from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLedger
 from airflow_provider_juhe.sending.plan import Batch, SendPlan
@@ -102,6 +103,34 @@ class SendSummary:
     @property
     def failed(self) -> list[dict[str, Any]]:
         return list(self._failed.values())
+
+    def failures_final(self) -> bool:
+        """Every failure of this try is a refusal that no retry can change (e.g. 228801)."""
+        failed = [o for o in self.outcomes.values() if o.status == FAILED_OUTCOME]
+        return bool(failed) and all(outcome.final for outcome in failed)
+
+    def describe(self) -> str:
+        """
+        What went wrong, for the task's exception: ``5 number(s) failed: 228801 模板不存在 ×5 (the
+        template does not exist on this account, or is not approved)``, and the unknown outcomes.
+        """
+        parts = []
+        if self.failed_count:
+            causes = "; ".join(
+                f"{'' if e['error_code'] is None else str(e['error_code']) + ' '}{e['reason'][:160]} "
+                f"×{e['count']}{'' if e['error_code'] is None else ' (' + explain(e['error_code']) + ')'}"
+                for e in sorted(self._failed.values(), key=lambda e: -e["count"])[:5]
+            )
+            more = len(self._failed) - 5
+            parts.append(
+                f"{self.failed_count} number(s) failed: {causes}{f'; and {more} other cause(s)' if more > 0 else ''}"
+            )
+        if self.unknown_count:
+            parts.append(
+                f"{self.unknown_count} number(s) have an unknown outcome (they may have been sent: never "
+                "sent again by this task instance)"
+            )
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
+from airflow_provider_juhe.exceptions import JuheError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.template_review import APPROVED, PENDING, review, template_ids
 from airflow_provider_juhe.triggers.juhe_sms import JuheTemplateApprovedTrigger
@@ -72,8 +72,10 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         try:
             verdict = review(self.hook.list_templates(), template_ids(self.tpl_id))
-        except JuheAuthError as error:
-            raise AirflowFailException(str(error)) from error
+        except JuheError as error:
+            if error.final:  # an auth error, an undefined connection: no retry changes it
+                raise AirflowFailException(str(error)) from error
+            raise
         if verdict["status"] == PENDING:
             self.log.info("Templates %s still in review", verdict["tpl_ids"])
             return PokeReturnValue(is_done=False)
@@ -82,8 +84,8 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event["status"] == "error":
             message = f"Waiting for template approval failed: {event['message']}"
-            if event.get("auth"):
-                raise AirflowFailException(f"{message} (not retried: the key or caller is not allowed)")
+            if event.get("final", event.get("auth")):
+                raise AirflowFailException(f"{message} (not retried: a retry cannot change it)")
             raise JuheError(message)
         if event["status"] == "timeout":
             raise AirflowSensorTimeout(f"Templates {event['tpl_ids']} still in review after {self.timeout}s")

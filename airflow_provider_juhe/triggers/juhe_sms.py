@@ -19,8 +19,8 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
     Yields one event: ``approved``, ``rejected``, ``unknown``, ``timeout`` or ``error``.
 
     The event is ``{"status", "templates", "tpl_ids"}``, or ``{"status": "error", "message",
-    "error_code", "auth"}`` where ``auth`` says the key or caller is not allowed (the sensor then fails
-    without retries). The connection is read through the async API and HTTP runs in a thread, so no
+    "error_code", "auth", "final"}`` where ``final`` says a retry cannot change it (an auth error, an
+    undefined connection: the sensor then fails without retries). The connection is read through the async API and HTTP runs in a thread, so no
     blocking call ever runs on the triggerer's event loop.
 
     :param tpl_ids: template ids that must all be approved.
@@ -78,6 +78,7 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
                     "message": str(error),
                     "error_code": getattr(error, "error_code", None),
                     "auth": isinstance(error, JuheAuthError),
+                    "final": getattr(error, "final", False),
                 }
             )
         finally:

@@ -1,0 +1,142 @@
+"""
+HTTP plumbing under the hook: a deadline for the whole call, and whether the request started.
+
+``requests`` (like urllib3) applies its read timeout to each socket read, so a server that trickles
+one byte a second holds a call for as long as it likes. Here every read of the answer (status line,
+headers, body) waits at most until the call's deadline. The connection also notes the moment its
+first byte is written: a failure before it surely took no effect (DNS, refused, TLS handshake), a
+failure after it may have.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+
+@dataclass
+class Attempt:
+    """One HTTP request of a call: its deadline (``time.monotonic``) and whether a byte of it left."""
+
+    deadline: float
+    started: bool = False
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+_current = threading.local()
+
+
+@contextmanager
+def attempt(timeout: float) -> Iterator[Attempt]:
+    """Run one request of this thread under a deadline ``timeout`` seconds from now."""
+    state = Attempt(time.monotonic() + timeout)
+    _current.attempt = state
+    try:
+        yield state
+    finally:
+        _current.attempt = None
+
+
+def _attempt() -> Attempt | None:
+    return getattr(_current, "attempt", None)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads (its own ``SocketIO``), each waiting at most until the attempt's deadline."""
+
+    def __init__(self, sock: socket.socket, state: Attempt) -> None:
+        # The socket's own reader keeps the socket open while the answer is read, also after
+        # http.client hands a "Connection: close" answer the connection and closes its end.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._sock = sock
+        self._state = state
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        remaining = self._state.remaining()
+        if remaining <= 0:
+            raise TimeoutError("the call's deadline passed while reading the answer")
+        self._sock.settimeout(remaining)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` needs of a socket: ``makefile("rb")``, deadline-bound."""
+
+    def __init__(self, sock: socket.socket, state: Attempt) -> None:
+        self._sock = sock
+        self._state = state
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._state))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        state = _attempt()
+        super().__init__(_DeadlineSocket(sock, state) if state else sock, *args, **kwargs)
+
+
+class _Marking:
+    """Notes the first byte written; reads the answer under the deadline."""
+
+    response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        if self.sock is None:  # connect first: its failures took no effect
+            self.connect()
+        state = _attempt()
+        if state is not None:
+            state.started = True
+        super().send(data)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Marking, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Marking, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose connections honour :func:`attempt`'s deadline and mark the start."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
