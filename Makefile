@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench e2e clean
+.PHONY: install test lint demo bench wheel e2e e2e-services e2e-celery clean
 
 install: $(STAMP)
 
@@ -24,17 +24,39 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The end-to-end tier: the built wheel (not the source tree) in its own virtualenv, inside a real
-# Airflow (api-server, scheduler, dag-processor, triggerer) started and stopped by e2e/run.py.
+# The end-to-end tiers: the built wheel (not the source tree) in a virtualenv of its own, inside a real
+# Airflow started and stopped by e2e/run.py (LocalExecutor, SQLite) or e2e/run_celery.py (CeleryExecutor,
+# Redis, PostgreSQL, two workers); both drive it through e2e/driver.py. Run from /tmp, so that
+# `import airflow_provider_juhe` can only find the installed wheel.
 E2E_VENV := .venv-e2e
-e2e: $(STAMP)
+E2E_CELERY_VENV := .venv-e2e-celery
+# Airflow's constraints file pins these; without it, celery 5.7.0 resolves and breaks
+# apache-airflow-providers-celery (ImportError: cannot import name 'retry' from 'celery.backends.database').
+E2E_CELERY_PINS := 'apache-airflow[celery,postgres]==3.3.2' 'celery[redis]==5.6.3'
+
+wheel: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
+e2e: wheel
 	test -x $(E2E_VENV)/bin/python || $(PYTHON) -m venv $(E2E_VENV)
 	$(E2E_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(E2E_VENV)/bin/python -m pip install --quiet dist/*.whl
 	$(E2E_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps dist/*.whl
 	cd /tmp && $(CURDIR)/$(E2E_VENV)/bin/python $(CURDIR)/e2e/run.py
+
+# PostgreSQL and Redis from Debian's packages when missing: CI starts on a clean machine, as root.
+e2e-services:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+	fi
+
+e2e-celery: wheel e2e-services
+	test -x $(E2E_CELERY_VENV)/bin/python || $(PYTHON) -m venv $(E2E_CELERY_VENV)
+	$(E2E_CELERY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(E2E_CELERY_VENV)/bin/python -m pip install --quiet dist/*.whl $(E2E_CELERY_PINS)
+	$(E2E_CELERY_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps dist/*.whl
+	cd /tmp && $(CURDIR)/$(E2E_CELERY_VENV)/bin/python $(CURDIR)/e2e/run_celery.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
@@ -44,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/campaign.py
 
 clean:
-	rm -rf $(VENV) $(E2E_VENV) dist build .demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) dist build .demo .pytest_cache .ruff_cache *.egg-info
