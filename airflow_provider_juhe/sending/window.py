@@ -50,21 +50,48 @@ class SendWindow:
         return local >= self.start or local < self.end
 
     def next_opening(self, moment: datetime.datetime) -> pendulum.DateTime:
-        """The first opening after ``moment``, in UTC."""
-        local = pendulum.instance(moment).in_timezone(self.timezone)
-        day = local.date()
-        for offset in range(3):
-            date = day.add(days=offset)
-            opening = pendulum.datetime(
-                date.year, date.month, date.day, self.start.hour, self.start.minute, self.start.second,
-                tz=self.timezone,
-            )  # fmt: skip
-            if opening > local:
-                return opening.in_timezone("UTC")
-        raise AssertionError("a daily window opens within two days")  # pragma: no cover
+        """
+        The first instant after ``moment`` at which the window is open, in UTC.
+
+        The local clock enters the window where it reaches ``start`` (twice on the night the clocks
+        go back: the second time counts when the first has passed) or where a clock change moves it
+        into the window: a start in the hour the clocks skip opens when they jump, not an hour later.
+        """
+        after = pendulum.instance(moment).in_timezone("UTC")
+        day = after.in_timezone(self.timezone).date()
+        starts = [
+            datetime.datetime.combine(day + datetime.timedelta(days=offset), self.start, self.timezone)
+            for offset in range(-1, 3)
+        ]
+        # A wall time the clocks go back over comes twice (fold 0 and 1); one they skip, never.
+        starts += [start.replace(fold=1) for start in starts]
+        candidates = [pendulum.instance(start.astimezone(datetime.timezone.utc)) for start in starts]
+        candidates += _clock_changes(self.timezone, after, after.add(days=3))
+        opening = min((c for c in candidates if c > after and self.is_open(c)), default=None)
+        if opening is None:  # pragma: no cover
+            raise AssertionError("a daily window opens within two days")
+        return opening.in_timezone("UTC")
 
     def __str__(self) -> str:
         return f"{self.start.isoformat()}-{self.end.isoformat()} {self.timezone.name}"
+
+
+def _clock_changes(zone: pendulum.Timezone, start: pendulum.DateTime, end: pendulum.DateTime) -> list[Any]:
+    """The instants in ``[start, end)`` where the zone's UTC offset changes (hours apart at least)."""
+
+    def offset(seconds: int) -> datetime.timedelta | None:
+        return datetime.datetime.fromtimestamp(seconds, zone).utcoffset()
+
+    changes = []
+    for hour in range(int(start.timestamp()), int(end.timestamp()), 3600):
+        low, high = hour, hour + 3600
+        if offset(low) == offset(high):
+            continue
+        while high - low > 1:  # zones change at whole seconds
+            middle = (low + high) // 2
+            low, high = (middle, high) if offset(middle) == offset(low) else (low, middle)
+        changes.append(pendulum.from_timestamp(high, "UTC"))
+    return changes
 
 
 def now() -> pendulum.DateTime:

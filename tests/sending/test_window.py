@@ -37,10 +37,11 @@ def test_a_window_over_midnight():
 def test_the_next_opening_on_a_day_the_clocks_change():
     window = SendWindow.parse(("02:30", "08:00"), "America/New_York")
 
-    # 2026-03-08 02:30 does not exist in New York: the window opens when the clocks have jumped.
+    # 2026-03-08 02:30 does not exist in New York: the window opens as the clocks jump, at 03:00
+    # EDT, already past 02:30 (not at 03:30, an hour after 02:30 EST: the window was open then).
     opening = window.next_opening(at("2026-03-08T01:00", "America/New_York"))
 
-    assert opening == pendulum.datetime(2026, 3, 8, 7, 30, tz="UTC")  # 03:30 EDT
+    assert opening == pendulum.datetime(2026, 3, 8, 7, 0, tz="UTC")  # 03:00 EDT
     assert window.is_open(opening)
 
 
