@@ -72,6 +72,19 @@ def airflow_db():
     return os.environ["AIRFLOW_HOME"]
 
 
+@pytest.fixture(autouse=True)
+def quick_alert_locks(request, monkeypatch):
+    """
+    In-process DAG runs run one callback at a time, so no racer can slip in: a short settle keeps
+    them fast. Tests of races across processes (marked ``real_locks``) keep the real timing.
+    """
+    if request.node.get_closest_marker("real_locks") is None:
+        from airflow_provider_juhe.alerting import state
+
+        monkeypatch.setattr(state, "SETTLE_SECONDS", 0.02)
+        monkeypatch.setattr(state, "WRITE_WITHIN_SECONDS", 60.0)
+
+
 @pytest.fixture
 def alert_state(airflow_db):
     """No alert episode or per-number cap left over from an earlier test (they live in Variables)."""

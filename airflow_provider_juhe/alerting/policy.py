@@ -10,6 +10,7 @@ many pages were skipped, so that carriers' per-number limits are never reached.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,34 +29,105 @@ class Decision:
     state: dict[str, Any]
 
 
-def decide_alert(state: Mapping[str, Any] | None, now: float, repeat_interval: timedelta | None) -> Decision:
-    """An alert for an episode: send unless the episode's last SMS is younger than ``repeat_interval``."""
-    state = dict(state or {})
+#: The episode fields a claim may change, kept in the claim so that giving it back restores them.
+_EPISODE_FIELDS = ("open", "opened", "last_sent", "resolved")
+
+
+def decide_alert(
+    state: Mapping[str, Any] | None,
+    now: float,
+    repeat_interval: timedelta | None,
+    token: str,
+    claim_seconds: float,
+) -> Decision:
+    """
+    An alert for an episode: claim its SMS unless another notification holds an unexpired claim, or
+    the episode's last SMS is younger than ``repeat_interval`` (then it is counted).
+
+    The claim keeps the count it takes and the fields it changes: :func:`settle` confirms it once the
+    SMS went out; :func:`give_back` (or its expiry after ``claim_seconds``, should its process die)
+    restores them, so that a claim never silences an episode.
+    """
+    state = expire_claim(state, now)
     last_sent = state.get("last_sent")
-    if (
+    held = "claim" in state or (
         repeat_interval is not None
         and state.get("open")
         and last_sent is not None
         and now - last_sent < repeat_interval.total_seconds()
-    ):
-        return Decision(False, 0, {**state, "suppressed": state.get("suppressed", 0) + 1})
-    opened = state.get("opened") if state.get("open") else now
-    return Decision(
-        True, state.get("suppressed", 0), {"open": True, "opened": opened, "last_sent": now, "suppressed": 0}
     )
+    if held:
+        return Decision(False, 0, {**state, "suppressed": state.get("suppressed", 0) + 1})
+    count = state.get("suppressed", 0)
+    claim = {
+        "token": token,
+        "until": now + claim_seconds,
+        "count": count,
+        "was": {name: state[name] for name in _EPISODE_FIELDS if name in state},
+    }
+    opened = state.get("opened") if state.get("open") else now
+    return Decision(True, count, {"open": True, "opened": opened, "suppressed": 0, "claim": claim})
 
 
 def decide_resolve(state: Mapping[str, Any] | None, now: float) -> Decision:
-    """A recovery: send only while an episode is open (an alert went out and was not resolved), then close it."""
-    state = dict(state or {})
+    """
+    A recovery: only while an episode is open (an alert went out and was not resolved); it closes the
+    episode at once, whether or not a per-number cap then lets its SMS out.
+    """
+    state = expire_claim(state, now)
     if not state.get("open"):
         return Decision(False, 0, state)
     return Decision(True, state.get("suppressed", 0), {"open": False, "resolved": now, "suppressed": 0})
 
 
-def number_id(number: str) -> str:
-    """Caps are stored under a digest of the number: Variables are shown in the UI, numbers are personal."""
-    return hashlib.sha256(number.encode()).hexdigest()[:16]
+def expire_claim(state: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
+    """An episode whose claim outlived its bound (its process died): as before the claim, count kept."""
+    state = dict(state or {})
+    claim = state.get("claim")
+    if isinstance(claim, Mapping) and claim.get("until", 0) > now:
+        return state
+    state.pop("claim", None)
+    return _restored(state, claim) if isinstance(claim, Mapping) else state
+
+
+def settle(state: Mapping[str, Any] | None, token: str, now: float) -> dict[str, Any]:
+    """The claimed SMS went out: the episode's last SMS is now."""
+    state = dict(state or {})
+    claim = state.get("claim")
+    if isinstance(claim, Mapping) and claim.get("token") == token:
+        state.pop("claim")
+        state["last_sent"] = now
+    return state
+
+
+def give_back(state: Mapping[str, Any] | None, token: str, count_this_one: bool) -> dict[str, Any]:
+    """
+    The claimed SMS did not go out: the episode as before the claim, with the count it took (and
+    this notification, when a cap held it back) restored. A claim that already expired was restored.
+    """
+    state = dict(state or {})
+    claim = state.get("claim")
+    if isinstance(claim, Mapping) and claim.get("token") == token:
+        state.pop("claim")
+        state = _restored(state, claim)
+    if count_this_one:
+        state["suppressed"] = state.get("suppressed", 0) + 1
+    return state
+
+
+def _restored(state: dict[str, Any], claim: Mapping[str, Any]) -> dict[str, Any]:
+    restored = {k: v for k, v in state.items() if k not in _EPISODE_FIELDS}
+    restored.update(claim.get("was") or {})
+    restored["suppressed"] = state.get("suppressed", 0) + claim.get("count", 0)
+    return restored
+
+
+def number_id(number: str, secret: str) -> str:
+    """
+    Caps are stored under a keyed digest of the number (HMAC-SHA256 under ``secret``): Variables are
+    shown in the UI, and a plain hash of an 11-digit number is reversed by trying them all.
+    """
+    return hmac.new(secret.encode(), number.encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def check_caps(limits: Mapping[str, int]) -> dict[str, int]:
@@ -92,7 +164,11 @@ class Admission:
 
 
 def admit(
-    state: Mapping[str, Any] | None, numbers: Iterable[str], now: float, limits: Mapping[str, int]
+    state: Mapping[str, Any] | None,
+    numbers: Iterable[str],
+    now: float,
+    limits: Mapping[str, int],
+    secret: str,
 ) -> Admission:
     """Page each number only if no window of ``limits`` is full for it; count the refusals."""
     horizon = max(CAP_WINDOWS[window] for window in limits)
@@ -106,7 +182,7 @@ def admit(
     allowed: dict[str, int] = {}
     refused: list[str] = []
     for number in numbers:
-        record = records.setdefault(number_id(number), {"sent": [], "skipped": 0})
+        record = records.setdefault(number_id(number, secret), {"sent": [], "skipped": 0})
         full = any(
             sum(1 for t in record["sent"] if now - t < CAP_WINDOWS[window]) >= count
             for window, count in limits.items()
@@ -124,12 +200,16 @@ def admit(
 
 
 def release(
-    state: Mapping[str, Any], numbers: Iterable[str], now: float, skipped: Mapping[str, int]
+    state: Mapping[str, Any] | None,
+    numbers: Iterable[str],
+    now: float,
+    skipped: Mapping[str, int],
+    secret: str,
 ) -> dict[str, Any]:
     """Undo :func:`admit` for numbers whose page did not go out: their slot and their count come back."""
-    records = {key: dict(record) for key, record in state.items()}
+    records = {key: dict(record) for key, record in (state or {}).items()}
     for number in numbers:
-        record = records.get(number_id(number))
+        record = records.get(number_id(number, secret))
         if record is not None:
             record["sent"] = [t for t in record["sent"] if t != now]
             record["skipped"] = record.get("skipped", 0) + skipped.get(number, 0)

@@ -6,8 +6,7 @@ import asyncio
 import copy
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -24,17 +23,9 @@ if TYPE_CHECKING:
 
 #: Seconds since the epoch; shared by every process that pages, so intervals hold across them.
 clock = time.time
-#: How long a claim waits for a racing notification's claim to land before it is checked (seconds).
-CLAIM_SETTLE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class _Claim:
-    """An episode's SMS, claimed: where it is kept, the state before the claim, and the decision."""
-
-    key: str
-    previous: Mapping[str, Any] | None
-    decision: policy.Decision
+Record = dict[str, Any]
+#: Added to the longest a send can take: a claim older than that belongs to a process that died.
+CLAIM_MARGIN_SECONDS = 5.0
 
 
 class JuheSmsNotifier(BaseNotifier):
@@ -133,76 +124,86 @@ class JuheSmsNotifier(BaseNotifier):
         if not recipients.valid:
             raise JuheInputError(f"mobiles: no valid number to page in {mask_sample(recipients.invalid)}")
         now = clock()
-        claim = None
+        token = uuid.uuid4().hex
+        held_back = 0
         if self.group_key is not None:
-            claim = self._claim_episode(now)
-            if claim is None:
+            decision = self._decide(now, token)
+            if decision is None:
                 return
-        allowed, caps = self._admit(recipients.valid, now)
+            held_back = decision.suppressed_count
+        allowed = self._admit(recipients.valid, now)
+        claimed = self.group_key is not None and not self.resolve
         if not allowed:  # every number is at its cap: the episode's SMS did not go out
-            if claim is not None:
-                self._give_back(claim, count_this_one=not self.resolve)
+            if claimed:
+                self._update_episode(lambda record: (policy.give_back(record, token, True), None))
             return
-        held_back = claim.decision.suppressed_count if claim is not None else 0
         unpaged, error = self._send(context, allowed, held_back)
+        if claimed:
+            if error is not None and len(unpaged) == len(allowed):
+                # A page that did not go out must not hold back the next one: a duplicate beats a silence.
+                self._update_episode(lambda record: (policy.give_back(record, token, False), None))
+            else:
+                self._update_episode(lambda record: (policy.settle(record, token, clock()), None))
         if error is None:
             return
-        # A page that did not go out must not hold back the next one: a duplicate beats a silence.
-        if claim is not None and len(unpaged) == len(allowed):
-            self._give_back(claim, count_this_one=False)
-        if caps is not None:
-            caps_key, admission = caps
-            self._save_caps(caps_key, policy.release(admission.state, unpaged, now, admission.allowed))
+        if self.max_per_number and unpaged:
+            self._update_caps(
+                lambda record: (policy.release(record, unpaged, now, allowed, self._secret), None)
+            )
         raise error
 
-    def _claim_episode(self, now: float) -> _Claim | None:
-        """
-        Decide from the episode's state; claim the SMS, let a racing notification's claim land, and
-        send only if ours is still the one stored (Variables have no compare-and-set). None: hold back.
-        """
-        key = state.variable_key("alert", str(self.group_key))
-        previous = state.load(key)
-        if self.resolve:
-            decision = policy.decide_resolve(previous, now)
-        else:
-            decision = policy.decide_alert(previous, now, self.repeat_interval)
-        if not decision.send:
-            if not self.resolve:
-                self._save_episode(key, decision.state)
-            self.log.info(
-                "Alert %r: %s, nothing sent",
-                self.group_key,
-                "no open episode to resolve"
-                if self.resolve
-                else f"held back within repeat_interval ({decision.state['suppressed']} so far)",
-            )
+    def _decide(self, now: float, token: str) -> policy.Decision | None:
+        """The episode's decision, stored under its lock; None: nothing to send now."""
+
+        def decide(record: Record | None) -> tuple[Record, policy.Decision]:
+            if self.resolve:
+                decision = policy.decide_resolve(record, now)
+            else:
+                decision = policy.decide_alert(
+                    record, now, self.repeat_interval, token, self._claim_seconds()
+                )
+            return decision.state, decision
+
+        try:
+            decision = self._update_episode(decide)
+        except state.LockBusy as error:
+            self.log.error("Alert %r: nothing sent, its state stayed locked (%s)", self.group_key, error)
             return None
-        token = uuid.uuid4().hex
-        if self._save_episode(key, {**decision.state, "claim": token}):
-            time.sleep(CLAIM_SETTLE_SECONDS)
-            current = state.load(key)
-            if current is not None and current.get("claim") != token:  # a later claim won: it sends
-                if not self.resolve:
-                    self._save_episode(key, {**current, "suppressed": current.get("suppressed", 0) + 1})
-                self.log.info("Alert %r: another notification is sending it, nothing sent", self.group_key)
-                return None
-        return _Claim(key, previous, decision)
+        if decision.send:
+            return decision
+        if self.resolve:
+            self.log.info("Alert %r: no open episode to resolve, nothing sent", self.group_key)
+        else:
+            self.log.info(
+                "Alert %r: held back (within repeat_interval, or another notification is sending it; "
+                "%d so far), nothing sent",
+                self.group_key,
+                decision.state.get("suppressed", 0),
+            )
+        return None
 
-    def _give_back(self, claim: _Claim, count_this_one: bool) -> None:
-        """The claimed SMS did not go out: restore the episode, counting this notification if it was held."""
-        restored = dict(claim.previous or {})
-        if count_this_one:
-            restored["suppressed"] = restored.get("suppressed", 0) + 1
-        self._save_episode(claim.key, restored)
+    def _claim_seconds(self) -> float:
+        """How long a claim may wait for its SMS: the longest the send can take, then it expires."""
+        config = self.hook.config
+        attempts = config.max_retries + 1
+        backoff = sum(min(self.hook.retry_wait * 2**n, self.hook.retry_wait_max) for n in range(attempts))
+        return config.timeout * attempts + backoff + CLAIM_MARGIN_SECONDS
 
-    def _admit(
-        self, numbers: list[str], now: float
-    ) -> tuple[dict[str, int], tuple[str, policy.Admission] | None]:
+    def _admit(self, numbers: list[str], now: float) -> dict[str, int]:
         """The numbers under their caps, each with the pages skipped for it; the caps record written."""
         if not self.max_per_number:
-            return {number: 0 for number in numbers}, None
-        key = state.variable_key("caps", str(self.tpl_id))
-        admission = policy.admit(state.load(key), numbers, now, self.max_per_number)
+            return {number: 0 for number in numbers}
+        limits = self.max_per_number
+
+        def admit(record: Record | None) -> tuple[Record, policy.Admission]:
+            admission = policy.admit(record, numbers, now, limits, self._secret)
+            return admission.state, admission
+
+        try:
+            admission = self._update_caps(admit)
+        except state.LockBusy as error:
+            self.log.error("Not paging: the per-number caps stayed locked (%s)", error)
+            return {}
         if admission.refused:
             self.log.warning(
                 "Not paging %d number(s) at their max_per_number cap %s: %s",
@@ -210,8 +211,12 @@ class JuheSmsNotifier(BaseNotifier):
                 self.max_per_number,
                 mask_sample(admission.refused),
             )
-        self._save_caps(key, admission.state)
-        return admission.allowed, (key, admission)
+        return admission.allowed
+
+    @property
+    def _secret(self) -> str:
+        """Numbers in Variables are HMAC digests under the connection's App key (a secret already kept)."""
+        return self.hook.config.appkey
 
     def _send(
         self, context: Context, allowed: Mapping[str, int], held_back: int
@@ -235,13 +240,20 @@ class JuheSmsNotifier(BaseNotifier):
             self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
         return unpaged, error
 
-    def _save_episode(self, key: str, record: Mapping[str, Any]) -> bool:
-        return state.save(
-            key, {**record, "group_key": str(self.group_key)}, f"juhe_sms alert episode {self.group_key!r}"
-        )
+    def _update_episode(self, change: Callable[[Record | None], tuple[Record, Any]]) -> Any:
+        """Apply ``change`` to the episode's record under its lock; return its result."""
 
-    def _save_caps(self, key: str, record: Mapping[str, Any]) -> None:
-        state.save(key, dict(record), f"juhe_sms per-number caps of template {self.tpl_id}")
+        def apply(record: Record | None) -> tuple[Record, Any]:
+            changed, result = change(record)
+            return {**changed, "group_key": str(self.group_key)}, result
+
+        key = state.variable_key("alert", str(self.group_key))
+        return state.update(key, apply, f"juhe_sms alert episode {self.group_key!r}")
+
+    def _update_caps(self, change: Callable[[Record | None], tuple[Record, Any]]) -> Any:
+        """Apply ``change`` to the template's caps record under its lock; return its result."""
+        key = state.variable_key("caps", str(self.tpl_id))
+        return state.update(key, change, f"juhe_sms per-number caps of template {self.tpl_id}")
 
 
 send_juhe_sms_notification = JuheSmsNotifier

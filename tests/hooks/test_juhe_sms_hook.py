@@ -393,7 +393,7 @@ class TestConnection:
         assert build_base_url(host, schema, port) == expected
 
     def test_bad_schema(self):
-        with pytest.raises(ValueError, match="schema: .*'ftp'"):
+        with pytest.raises(ValueError, match=r"schema: .*'ftp'"):
             build_base_url("v.juhe.cn", "ftp", None)
 
     def test_uri_form_connection(self, monkeypatch, requests_mock):

@@ -62,7 +62,9 @@ def test_the_per_number_cap_holds_and_counts_into_the_next_page(sandbox_conn, mo
 
 CHILD = """
 import sys
+from airflow_provider_juhe.alerting import state
 from tests.dag_runs import run_dag
+state.SETTLE_SECONDS, state.WRITE_WITHIN_SECONDS = 0.02, 60.0  # one run at a time: no racer
 print(run_dag("example_juhe_failure_alert").state)
 """
 

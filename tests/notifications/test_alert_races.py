@@ -1,0 +1,156 @@
+"""
+Alert state under races and crashes, across real processes sharing the metadata DB's Variables:
+bursts of notifications at one instant, and a process killed between its claim and its SMS.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_juhe.alerting import state
+from airflow_provider_juhe.notifications import juhe_sms as notifier_module
+from airflow_provider_juhe.notifications.juhe_sms import JuheSmsNotifier
+
+pytestmark = pytest.mark.usefixtures("alert_state")
+
+BURST = 20
+CAPPED = "13800138000"
+PAGED = "13900139000"
+
+
+def _notify_at(moment: float, kwargs: dict) -> None:
+    """A child process: wait for the common instant, then notify once."""
+    time.sleep(max(0.0, moment - time.time()))
+    JuheSmsNotifier(**kwargs)({"dag": None})
+
+
+def _burst(notifications: list[dict]) -> None:
+    """Each notification in a process of its own (forked: no import cost), all at one instant."""
+    forks = multiprocessing.get_context("fork")
+    moment = time.time() + 1.0
+    children = [forks.Process(target=_notify_at, args=(moment, kwargs)) for kwargs in notifications]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(180)
+    assert [child.exitcode for child in children] == [0] * len(children)
+
+
+def _record(kind: str, name: str) -> dict:
+    from airflow.models.variable import Variable
+
+    return json.loads(Variable.get(state.variable_key(kind, name)))
+
+
+@pytest.mark.real_locks
+def test_a_burst_across_processes_keeps_the_cap_and_every_count(sandbox_conn):
+    """
+    20 notifications with their own group keys to one number under {"minute": 1}, and at the same
+    instant 10 of one episode to another number: one SMS each, and not one count lost.
+    """
+    capped_tpl = sandbox_conn.add_template("#task#失败，另有#more#条未发", "运维")
+    episode_tpl = sandbox_conn.add_template("#dag#失败，另有#more#条已合并", "运维")
+    capped = [
+        {
+            "mobiles": CAPPED,
+            "tpl_id": capped_tpl,
+            "tpl_value": {"task": f"t{n}", "more": "{{ suppressed_count }}"},
+            "group_key": f"storm-{n}",
+            "max_per_number": {"minute": 1},
+        }
+        for n in range(BURST)
+    ]
+    episode = {
+        "mobiles": PAGED,
+        "tpl_id": episode_tpl,
+        "tpl_value": {"dag": "etl", "more": "{{ suppressed_count }}"},
+        "group_key": "etl",
+        "repeat_interval": timedelta(hours=1),
+    }
+
+    _burst(capped + [episode] * (BURST // 2))
+
+    received = [number for m in sandbox_conn.messages() for number in m["mobiles"]]
+    assert received.count(CAPPED) == 1
+    assert received.count(PAGED) == 1
+    assert next(iter(_record("caps", str(capped_tpl)).values()))["skipped"] == BURST - 1
+    assert _record("alert", "etl")["suppressed"] == BURST // 2 - 1
+
+    JuheSmsNotifier(**{**episode, "resolve": True})({"dag": None})  # the recovery shows the count
+    assert sandbox_conn.messages()[-1]["text"].endswith("另有9条已合并")
+
+
+def _claim_then_hang(kwargs: dict) -> None:
+    """A child that claims the episode's SMS and never sends it (it is killed there)."""
+    from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+
+    JuheSmsHook.send_sms = lambda *args, **kw: time.sleep(600)  # type: ignore[method-assign]
+    JuheSmsNotifier(**kwargs).notify({"dag": None})
+
+
+@pytest.mark.real_locks
+def test_a_process_killed_after_its_claim_does_not_silence_the_episode(sandbox, monkeypatch):
+    connection = json.loads(sandbox.connection_json())
+    connection["extra"] = {"timeout": 1, "max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_SMS_DEFAULT", json.dumps(connection))
+    monkeypatch.setattr(notifier_module, "CLAIM_MARGIN_SECONDS", 0.5)  # the claim's bound: ~2 s
+    tpl_id = sandbox.add_template("#dag#失败，另有#more#条已合并", "运维")
+    alert = {
+        "mobiles": PAGED,
+        "tpl_id": tpl_id,
+        "tpl_value": {"dag": "etl", "more": "{{ suppressed_count }}"},
+        "group_key": "crash",
+        "repeat_interval": timedelta(hours=1),
+    }
+    child = multiprocessing.get_context("fork").Process(target=_claim_then_hang, args=(alert,))
+    child.start()
+    deadline = time.monotonic() + 60
+    while "claim" not in (_load("alert", "crash") or {}):
+        assert time.monotonic() < deadline, "the child never claimed"
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    claimed = _record("alert", "crash")["claim"]
+
+    JuheSmsNotifier(**alert)({"dag": None})  # while the claim stands: held back and counted
+    time.sleep(max(0.0, claimed["until"] - time.time()) + 0.2)
+    JuheSmsNotifier(**alert)({"dag": None})  # the claim expired: this one pages
+
+    texts = [m["text"] for m in sandbox.messages()]
+    assert len(texts) == 1
+    assert texts[0].endswith("另有1条已合并")
+
+
+def _load(kind: str, name: str) -> dict | None:
+    from airflow.models.variable import Variable
+
+    value = Variable.get(state.variable_key(kind, name), default_var=None)
+    return json.loads(value) if value else None
+
+
+def test_a_recovery_held_back_by_the_cap_still_closes_its_episode(sandbox_conn, monkeypatch):
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(notifier_module, "clock", lambda: now[0])
+    tpl_id = sandbox_conn.add_template("#what#，另有#more#条", "运维")
+    common = {"mobiles": PAGED, "tpl_id": tpl_id, "group_key": "etl", "max_per_number": {"minute": 1}}
+    alert = JuheSmsNotifier(**common, tpl_value={"what": "失败", "more": "{{ suppressed_count }}"})
+    recovery = JuheSmsNotifier(
+        **common, tpl_value={"what": "恢复", "more": "{{ suppressed_count }}"}, resolve=True
+    )
+
+    alert({"dag": None})
+    now[0] += 30
+    recovery({"dag": None})  # within the minute: the cap holds its SMS back, the episode closes
+    now[0] += 150
+    alert({"dag": None})  # the next outage pages
+
+    texts = [m["text"] for m in sandbox_conn.messages()]
+    assert texts == ["【运维】失败，另有0条", "【运维】失败，另有1条"]
+    assert _record("alert", "etl")["open"] is True
