@@ -17,9 +17,17 @@ from urllib.parse import urlencode
 
 import requests
 import urllib3
-from airflow.sdk import BaseHook, Connection
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from airflow_provider_juhe._compat import (
+    BaseHook,
+    Connection,
+    aconnection_and_extra,
+    amask_secret,
+    classic_field_behaviour,
+    classic_form_widgets,
+    mask_secret,
+)
 from airflow_provider_juhe.exceptions import (
     ERROR_CODES,
     OUTCOME_UNKNOWN_CODE,
@@ -123,11 +131,19 @@ class JuheSmsHook(BaseHook):
 
     # -- connection -------------------------------------------------------------------------------
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's relabelled and hidden fields, for Airflow 3.0 and 3.1 (3.2+ reads the provider info)."""
+        return classic_field_behaviour(_connection_type()["ui-field-behaviour"])
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow 3.0 and 3.1 (3.2+ reads the provider info)."""
+        return classic_form_widgets(_connection_type()["conn-fields"])
+
     @cached_property
     def config(self) -> JuheConnectionConfig:
         """The connection's settings, read once; the appkey is registered with the secrets masker."""
-        from airflow.sdk.log import mask_secret
-
         with self._defined():
             conn = self.get_connection(self.juhe_conn_id)
         config = self._read_config(conn, conn.extra_dejson)
@@ -142,11 +158,9 @@ class JuheSmsHook(BaseHook):
         goes through the async API: a blocking supervisor call on the triggerer's loop can deadlock.
         """
         if "config" not in self.__dict__:
-            from airflow.sdk.log import amask_secret
-
             with self._defined():
-                conn = await self.aget_connection(self.juhe_conn_id)
-            config = self._read_config(conn, await conn.aextra_dejson())
+                conn, extra = await aconnection_and_extra(self, self.juhe_conn_id)
+            config = self._read_config(conn, extra)
             await amask_secret(config.appkey)
             self.__dict__["config"] = config
         return self.config
@@ -654,6 +668,13 @@ def _required_text(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{field}: expected non-empty text, got {value!r}")
     return value.strip()
+
+
+def _connection_type() -> dict[str, Any]:
+    """The ``juhe_sms`` entry of the provider info: the one declaration of the connection form."""
+    from airflow_provider_juhe import get_provider_info
+
+    return get_provider_info()["connection-types"][0]
 
 
 def _extra_number(

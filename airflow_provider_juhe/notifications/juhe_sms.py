@@ -11,8 +11,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseNotifier, Context
+from airflow.sdk import Context
 
+from airflow_provider_juhe._compat import BaseNotifier
 from airflow_provider_juhe.alerting import policy, state
 from airflow_provider_juhe.exceptions import JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook

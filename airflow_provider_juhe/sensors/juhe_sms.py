@@ -9,9 +9,8 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_juhe._compat import AirflowFailException, AirflowSensorTimeout, conf
 from airflow_provider_juhe.exceptions import JuheError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.template_review import APPROVED, PENDING, review, template_ids
