@@ -13,6 +13,7 @@ from airflow_provider_juhe.exceptions import JuheConfigError, JuheError, JuheInp
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
 from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
+from airflow_provider_juhe.sending.fallback_store import ledger_store
 from airflow_provider_juhe.sending.ledger import SendLedger
 from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
 from airflow_provider_juhe.sending.recipients import (
@@ -294,7 +295,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             for name in ("mobiles", "recipients"):  # text that is neither numbers nor a path
                 check_text(self._input(name), name)
         tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
-        ledger = None if self.dry_run else SendLedger(context.get("task_state_store"), self.log)
+        ledger = None if self.dry_run else SendLedger(ledger_store(context, self.hook), self.log)
         previous = ledger.read_plan() if ledger else None
         templates = self._read_templates() if self.dry_run or not previous else None
         if templates and self.recipients is None:
