@@ -493,8 +493,9 @@ def check_campaign(airflow: Deployment, sandbox: JuheSandbox, run_id: str, opens
 
 def check_alert_race(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, number: str) -> None:
     """
-    RACE_TASKS tasks raise at one instant, each paging ``number`` (fresh: no earlier caps) from its
-    own alert episode under ``max_per_number={"minute": 1}``: the cap must hold across the race.
+    RACE_TASKS tasks raise at one instant, each paging ``number`` with ``tpl_id`` (both fresh: no
+    earlier caps) from its own alert episode under ``max_per_number={"minute": 1}``: the cap must
+    hold across the race. Only SMS of that template count: no example's customer can blur it.
     """
     run_id = airflow.trigger(RACE_DAG, {"on_call": number, "tpl_id": tpl_id})
     state = airflow.wait_run(RACE_DAG, run_id, timeout=180)
@@ -507,7 +508,7 @@ def check_alert_race(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, num
     log = airflow.task_log(RACE_DAG, run_id)
     starts = [(float(s), int(at)) for s, at in re.findall(r"e2e race: (-?[\d.]+) s before (\d+)", log)]
     slack = [s for s, _ in starts]
-    sent = [m for m in sandbox.messages() if number in m["mobiles"]]
+    sent = [m for m in sandbox.messages() if number in m["mobiles"] and m["tpl_id"] == tpl_id]
     unlogged = [m["sid"] for m in sent if m["sid"] not in log]  # sent by no task's notifier
     on_time = len(starts) == RACE_TASKS and len({at for _, at in starts}) == 1 and min(slack) >= 0
     check(

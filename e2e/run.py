@@ -30,7 +30,7 @@ from driver import (
 )
 
 BULK_NUMBERS = [f"139{n:08d}" for n in range(10_000_000, 10_000_300)]
-RACE_NUMBER = "15000007777"  # a fresh number for the race: no earlier caps
+RACE_NUMBER = "19800007777"  # in no example file: every SMS it gets is the race's
 
 
 class LocalDeployment(Deployment):

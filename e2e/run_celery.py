@@ -55,7 +55,7 @@ CASE_2 = [f"139{n:08d}" for n in range(10_000_300, 10_000_600)]
 INITDB = ["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync"]
 POSTGRES = ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"]
 REDIS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]  # nothing written to disk
-RACE_NUMBER = "15000008888"  # a fresh number for the race: no earlier caps
+RACE_NUMBER = "19800008888"  # in no example file: every SMS it gets is the race's
 #: What each worker logs per task it takes (Airflow's celery_executor_utils.execute_workload).
 WORKLOAD = re.compile(
     r"Executing workload in Celery: .*?task_id='([^']+)', dag_id='([^']+)', run_id='([^']+)', try_number=(\d+)"
