@@ -28,7 +28,12 @@ from airflow_provider_juhe.sending.recipients import (
 )
 from airflow_provider_juhe.sending.report import SendSummary, report_location, report_rows, write_report
 from airflow_provider_juhe.sending.window import SendWindow, now
-from airflow_provider_juhe.sms_content import message_parts, template_variables, unfilled_variables
+from airflow_provider_juhe.sms_content import (
+    encode_tpl_value,
+    message_parts,
+    template_variables,
+    unfilled_variables,
+)
 
 if TYPE_CHECKING:
     import jinja2
@@ -291,6 +296,7 @@ class JuheSendSmsOperator(JuheBaseOperator):
             carrier_tpl_ids = resolve_carrier_tpl_ids(self.carrier_tpl_ids)
             tpl_id = validate_tpl_id(self.tpl_id) if carrier_tpl_ids is None else None
             _check_source(self.source)
+            encode_tpl_value(self.tpl_value)  # its shape, before any request
             suppress = read_suppressed(self._input("suppress"))
             for name in ("mobiles", "recipients"):  # text that is neither numbers nor a path
                 check_text(self._input(name), name)

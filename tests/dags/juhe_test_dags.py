@@ -206,3 +206,12 @@ with suite_dag("juhe_test_campaign_text", native=False, recipients="", suppress=
         suppress="{{ params.suppress }}",
         tpl_id="{{ params.tpl_id }}",
     )
+
+# A connection id nobody defined.
+with suite_dag("juhe_test_send_undefined_conn", mobiles=[], tpl_id=1):
+    JuheSendSmsOperator(
+        task_id="send",
+        mobiles="{{ params.mobiles }}",
+        tpl_id="{{ params.tpl_id }}",
+        juhe_conn_id="juhe_sms_nobody_defined",
+    )

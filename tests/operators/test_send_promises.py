@@ -127,6 +127,10 @@ def test_unreadable_reply_after_a_send_is_unknown_with_its_sid(requests_mock, mo
         "http://juhe.invalid/shortLetter/send.php",
         json={"error_code": 0, "reason": "ok", "result": {"sid": "20260301000000000000000001", "fee": "a"}},
     )
+    requests_mock.post(
+        "http://juhe.invalid/shortLetter/myTemplates.php",
+        json={"error_code": 0, "reason": "ok", "result": {"templates": []}},
+    )
 
     result = run_dag("juhe_test_send", mobiles=["13800138000", "13100001111"], tpl_id=7)
 
