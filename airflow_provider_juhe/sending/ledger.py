@@ -78,8 +78,12 @@ class SendLedger:
                 overrides.update(dict.fromkeys(numbers.split(","), carrier))
         return overrides
 
-    def save_plan(self, plan: SendPlan) -> None:
-        """Carrier answers first, the plan record last: a plan record always finds its parts."""
+    def save_plan(self, plan: SendPlan, **facts: Any) -> None:
+        """
+        Carrier answers first, the plan record last: a plan record always finds its parts.
+
+        :param facts: kept beside the plan for later tries (e.g. its ``estimated_fee``).
+        """
         numbers = sorted(plan.overrides)
         parts = [numbers[i : i + CARRIERS_PER_RECORD] for i in range(0, len(numbers), CARRIERS_PER_RECORD)]
         for index, part in enumerate(parts):
@@ -87,7 +91,7 @@ class SendLedger:
             for number in part:
                 by_carrier.setdefault(plan.overrides[number], []).append(number)
             self._store.set(CARRIERS_KEY.format(index), {c: ",".join(n) for c, n in by_carrier.items()})
-        self._store.set(PLAN_KEY, {**plan.record, "carrier_records": len(parts)})
+        self._store.set(PLAN_KEY, {**plan.record, **facts, "carrier_records": len(parts)})
 
     # -- the batches ----------------------------------------------------------------------------------
 

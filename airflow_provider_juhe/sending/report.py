@@ -44,6 +44,8 @@ class SendSummary:
     batches: list[dict[str, Any]] = field(default_factory=list)
     batches_count: int = 0
     report: str | None = None
+    #: SMS parts of each planned text times its numbers, as a dry run estimates them (None: not known).
+    estimated_fee: int | None = None
     unknown: list[str] = field(default_factory=list)
     _failed: dict[tuple[int | None, str], dict[str, Any]] = field(default_factory=dict)
     _failed_listed: int = 0
@@ -147,6 +149,7 @@ class SendSummary:
             "batches": self.batches,
             "batches_count": self.batches_count,
             "report": self.report,
+            "estimated_fee": self.estimated_fee,
         }
 
 
