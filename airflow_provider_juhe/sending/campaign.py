@@ -196,7 +196,11 @@ class Campaign:
         variables = previous.get("variables") if previous else self._variables(templates, tpl_ids)
         audience = self._audience(variables, suppress)
         summary = SendSummary(
-            requested=audience.requested, invalid=list(audience.invalid), suppressed=len(audience.suppressed)
+            requested=audience.requested,
+            invalid=list(audience.invalid),
+            suppressed=len(audience.suppressed),
+            duplicate_count=len(audience.duplicates),
+            invalid_reasons=audience.invalid_reasons(),
         )
         if not request.dry_run:  # session, pool and pacer built once, sized for the workers
             self.hook.prepare(request.max_workers)
@@ -256,7 +260,9 @@ class Campaign:
             summary.record(batch, stopped_by)
         report_error = None
         if report is not None:
-            rows = report_rows(plan, ledger, summary.outcomes, audience.invalid, audience.suppressed)
+            rows = report_rows(
+                plan, ledger, summary.outcomes, audience.invalid, audience.suppressed, audience.duplicates
+            )
             try:
                 summary.report = write_report(report, rows)
                 self.log.info("Wrote the per-recipient report to %s", summary.report)
@@ -286,7 +292,16 @@ class Campaign:
             raise JuheInputError(nothing_to_send_message(audience.invalid, request.field))
         if invalid:
             self.log.warning(
-                "%d invalid entr(ies) will not be sent: %s", len(invalid), mask_sample(invalid, limit=10)
+                "%d invalid entr(ies) will not be sent (%s): %s",
+                len(invalid),
+                audience.invalid_reasons(),
+                mask_sample(invalid, limit=10),
+            )
+        if audience.duplicates:
+            self.log.info(
+                "%d repeated entr(ies) not sent again: %s",
+                len(audience.duplicates),
+                mask_sample([number for number, _ in audience.duplicates], limit=5),
             )
         if audience.suppressed:
             self.log.info("%d number(s) in the opt-out list will not be sent", len(audience.suppressed))
@@ -346,7 +361,8 @@ class Campaign:
 
     def _log_totals(self, summary: SendSummary) -> None:
         self.log.info(
-            "Requested %d: sent %d in %d call(s), fee %d; invalid %d, suppressed %d, failed %d, unknown %d",
+            "Requested %d: sent %d in %d call(s), fee %d; invalid %d, suppressed %d, failed %d, unknown %d; "
+            "%d duplicate entr(ies) not counted",
             summary.requested,
             summary.sent,
             summary.batches_count,
@@ -355,6 +371,7 @@ class Campaign:
             summary.suppressed,
             summary.failed_count,
             summary.unknown_count,
+            summary.duplicate_count,
         )
         if summary.unknown_count and not summary.failed_count:
             self.log.warning(

@@ -14,7 +14,8 @@ import gzip
 import json
 import operator
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -39,6 +40,10 @@ READ_CHUNK = 1 << 20
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 
 
+#: A row as read: ``(position, number as given, variable names, values)``.
+Row = tuple[int, str, tuple[Any, ...], tuple[Any, ...]]
+
+
 class RecipientsError(ValueError):
     """A recipients or opt-out source that cannot be used; the message names the file, field or line."""
 
@@ -52,15 +57,47 @@ class Audience:
         (:func:`~airflow_provider_juhe.sms_content.pack_values`; ``b""`` for none).
     :param invalid: number as given (normalised) -> why it is not sent.
     :param suppressed: valid numbers found in the opt-out list, in order.
+    :param duplicates: each entry whose number came earlier: ``(number, why)``, the reason naming
+        the entry kept (its line, for a file). Not counted in :attr:`requested`.
     """
 
     to_send: dict[str, bytes] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
     suppressed: dict[str, None] = field(default_factory=dict)  # an ordered set
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def requested(self) -> int:
         return len(self.to_send) + len(self.invalid) + len(self.suppressed)
+
+    def invalid_reasons(self) -> dict[str, int]:
+        """How many invalid entries for each reason: ``{"not a valid mobile number": 2, ...}``."""
+        return dict(Counter(self.invalid.values()))
+
+    def name_kept(self, entries: Callable[[], Iterable[tuple[int, str]]] | None, where: str) -> None:
+        """
+        Name in each duplicate's reason the entry that was kept: a second look at the source (only
+        when there are duplicates), up to the last first occurrence needed.
+
+        :param entries: the source's ``(position, entry)`` again; None where it cannot be read twice.
+        :param where: how a position reads, e.g. ``"line {}"``.
+        """
+        if not self.duplicates:
+            return
+        wanted = {number for number, _ in self.duplicates}
+        first: dict[str, int] = {}
+        for position, entry in entries() if entries is not None else ():
+            number = check_mobile(entry)[0]
+            if number in wanted and number not in first:
+                first[number] = position
+                if len(first) == len(wanted):
+                    break
+        self.duplicates = [
+            (number, f"duplicate of {where.format(first[number])}, the entry kept")
+            if number in first
+            else (number, "duplicate of an earlier entry, the one kept")
+            for number, _ in self.duplicates
+        ]
 
 
 def audience_from_mobiles(
@@ -76,8 +113,10 @@ def audience_from_mobiles(
     check_text(mobiles, "mobiles")
     values = pack_values(_as_mapping(tpl_value))
     audience = Audience()
-    for entry in split_mobiles(mobiles):
+    entries = split_mobiles(mobiles)
+    for entry in entries:
         _admit(audience, entry, values, suppress)
+    audience.name_kept(lambda: enumerate(entries, start=1), "entry {} of mobiles")
     return audience
 
 
@@ -101,9 +140,14 @@ def audience_from_rows(
     """
     encode = RowValues(tpl_value, required)
     audience = Audience()
-    for entry, names, values in iter_rows(recipients, mobile_field):
+    for _, entry, names, values in _rows_at(recipients, mobile_field):
         encoded, missing = encode(names, values)
         _admit(audience, entry, encoded, suppress, missing)
+    again = is_location(recipients) or isinstance(recipients, Sequence)  # a generator is read once
+    audience.name_kept(
+        (lambda: ((at, entry) for at, entry, _, _ in _rows_at(recipients, mobile_field))) if again else None,
+        "line {}" if is_location(recipients) else "recipients[{}]",
+    )
     return audience
 
 
@@ -155,9 +199,10 @@ def _admit(
     suppress: frozenset[str] | set[str],
     missing: str | None = None,
 ) -> None:
-    """Place one entry; the first row of a number wins."""
+    """Place one entry; the first row of a number wins, the others are duplicates."""
     number, is_valid = check_mobile(entry)
     if number in audience.to_send or number in audience.invalid or number in audience.suppressed:
+        audience.duplicates.append((number, ""))
         return
     if not is_valid:
         audience.invalid[number] = NOT_A_NUMBER
@@ -201,7 +246,7 @@ def read_suppressed(suppress: Any) -> frozenset[str]:
     with _open_text(suppress, "suppress") as stream:
         if name.endswith(".csv"):
             rows = _csv_rows(stream, suppress, "mobile", "suppress")
-            numbers.update(normalise_mobile(entry) for entry, _, _ in rows)
+            numbers.update(normalise_mobile(entry) for _, entry, _, _ in rows)
         else:
             for text in stream:
                 numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
@@ -275,6 +320,12 @@ def iter_rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[A
 
     :raises RecipientsError: see :func:`audience_from_rows`.
     """
+    for _, entry, names, values in _rows_at(recipients, mobile_field):
+        yield entry, names, values
+
+
+def _rows_at(recipients: Any, mobile_field: str) -> Iterator[Row]:
+    """:func:`iter_rows` with each row's position: its index in a list, its line in a file."""
     check_text(recipients, "recipients")
     if is_location(recipients):
         yield from _file_rows(recipients, mobile_field)
@@ -292,7 +343,7 @@ def iter_rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[A
     for index, row in enumerate(recipients):
         if not isinstance(row, Mapping):
             raise RecipientsError(f"recipients[{index}]: expected a mapping, got {type(row).__name__}")
-        yield _mapping_row(row, mobile_field, f"recipients[{index}]")
+        yield index, *_mapping_row(row, mobile_field, f"recipients[{index}]")
 
 
 def _mapping_row(
@@ -305,7 +356,7 @@ def _mapping_row(
     return ("" if number is None else str(number)), names, tuple(row[key] for key in names)
 
 
-def _file_rows(location: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+def _file_rows(location: Any, mobile_field: str) -> Iterator[Row]:
     name = _file_name(location)
     if not name.endswith(_FILE_TYPES):
         raise RecipientsError(f"recipients: {location}: expected a .csv or .jsonl file (optionally .gz)")
@@ -316,9 +367,7 @@ def _file_rows(location: Any, mobile_field: str) -> Iterator[tuple[str, tuple[An
             yield from _json_lines_rows(stream, location, mobile_field)
 
 
-def _json_lines_rows(
-    stream: Iterator[str], location: Any, mobile_field: str
-) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+def _json_lines_rows(stream: Iterator[str], location: Any, mobile_field: str) -> Iterator[Row]:
     for line, text in enumerate(stream, start=1):
         if not text.strip():
             continue
@@ -329,13 +378,11 @@ def _json_lines_rows(
             raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
         if not isinstance(row, Mapping):
             raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield _mapping_row(row, mobile_field, where)
+        yield line, *_mapping_row(row, mobile_field, where)
 
 
-def _csv_rows(
-    stream: Iterator[str], location: Any, column: str, field_name: str
-) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
-    """Rows of a CSV with a header row: the number in ``column``, the other columns as variables."""
+def _csv_rows(stream: Iterator[str], location: Any, column: str, field_name: str) -> Iterator[Row]:
+    """Rows of a CSV with a header row (with their lines): the number in ``column``, the others as variables."""
     # strict: a file cut inside a quoted field, or a stray quote, fails naming its line instead of
     # silently running the rest of the file into one cell
     reader = csv.reader(stream, strict=True)
@@ -355,7 +402,7 @@ def _csv_rows(
                 continue
             if len(row) < width:  # missing cells leave their variables unset
                 row = row + [""] * (width - len(row))
-            yield row[at], names, pick(row)
+            yield reader.line_num, row[at], names, pick(row)
     except csv.Error as error:
         raise RecipientsError(
             f"{field_name}: {location}, line {reader.line_num}: malformed CSV ({error})"

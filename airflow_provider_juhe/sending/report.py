@@ -46,6 +46,9 @@ class SendSummary:
     report: str | None = None
     #: SMS parts of each planned text times its numbers, as a dry run estimates them (None: not known).
     estimated_fee: int | None = None
+    #: Repeated entries (not in ``requested``) and the invalid entries' reasons, counted.
+    duplicate_count: int = 0
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
     _failed: dict[tuple[int | None, str], dict[str, Any]] = field(default_factory=dict)
     _failed_listed: int = 0
@@ -150,6 +153,8 @@ class SendSummary:
             "batches_count": self.batches_count,
             "report": self.report,
             "estimated_fee": self.estimated_fee,
+            "duplicate_count": self.duplicate_count,
+            "invalid_reasons": self.invalid_reasons,
         }
 
 
@@ -159,9 +164,11 @@ def report_rows(
     outcomes: Mapping[int, Outcome],
     invalid: Mapping[str, str],
     suppressed: Iterable[str],
+    duplicates: Iterable[tuple[str, str]] = (),
 ) -> Iterator[tuple[Any, ...]]:
     """
-    One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try).
+    One row per requested number, in :data:`REPORT_COLUMNS` order, from the ledger (every try), and
+    one per repeated entry (``duplicate``, naming the entry kept).
 
     Cells that did not come from this module pass :func:`spreadsheet_safe` (once per batch, not per
     number: a million rows are written at speed); the batches' numbers are valid, they start with 1.
@@ -193,6 +200,8 @@ def report_rows(
         yield spreadsheet_safe(number), "invalid", "", "", "", "", spreadsheet_safe(reason)
     for number in suppressed:
         yield number, "suppressed", "", "", "", "", SUPPRESSED_REASON
+    for number, reason in duplicates:
+        yield spreadsheet_safe(number), "duplicate", "", "", "", "", reason
 
 
 def write_report(location: Any, rows: Iterable[tuple[Any, ...]]) -> str:

@@ -215,3 +215,14 @@ with suite_dag("juhe_test_send_undefined_conn", mobiles=[], tpl_id=1):
         tpl_id="{{ params.tpl_id }}",
         juhe_conn_id="juhe_sms_nobody_defined",
     )
+
+# Guard rails: a budget and a recipient cap, from params.
+with suite_dag("juhe_test_campaign_guarded", retries=0, max_fee=None, max_recipients=None, **PARAMS):
+    JuheSendSmsOperator(
+        task_id="send",
+        batch_size=2,
+        max_workers=1,
+        max_fee="{{ params.max_fee }}",
+        max_recipients="{{ params.max_recipients }}",
+        **CAMPAIGN,
+    )

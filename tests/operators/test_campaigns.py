@@ -47,12 +47,16 @@ def texts(sandbox) -> dict[str, str]:
     return {number: m["text"] for m in sandbox.messages() for number in m["mobiles"]}
 
 
-def read_report(path) -> dict[str, dict[str, str]]:
+def read_report(path, duplicates: list | None = None) -> dict[str, dict[str, str]]:
+    """The report's rows by number; rows of repeated entries go to ``duplicates`` when given."""
     with open(path, encoding="utf-8", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    numbers = [row["mobile"] for row in rows]
+    requested = [row for row in rows if row["status"] != "duplicate"]
+    if duplicates is not None:
+        duplicates.extend(row for row in rows if row["status"] == "duplicate")
+    numbers = [row["mobile"] for row in requested]
     assert len(numbers) == len(set(numbers)), "every requested number exactly once"
-    return {row["mobile"]: row for row in rows}
+    return {row["mobile"]: row for row in requested}
 
 
 def local_time(seconds_from_now: float) -> str:
@@ -78,6 +82,9 @@ def test_each_customer_gets_their_own_text_and_equal_rows_share_a_call(sandbox_c
     assert summary["invalid_count"] == 2
     assert sorted(summary["invalid"]) == ["1380000000", "13800000005"]
     assert summary["report"] == f"file://{report}"
+    assert summary["duplicate_count"] == 1
+    assert summary["invalid_reasons"] == {"not a valid mobile number": 1, "missing #card#": 1}
+    assert summary["estimated_fee"] == 4
     assert_every_number_once(summary)
     assert texts(sandbox_conn) == {
         "13800000001": "【银行】尊敬的王芳，您尾号1234的账单100.00元将于12月1日到期",
@@ -88,7 +95,11 @@ def test_each_customer_gets_their_own_text_and_equal_rows_share_a_call(sandbox_c
     shared = [m for m in sandbox_conn.messages() if "18900000003" in m["mobiles"]]
     assert shared[0]["mobiles"] == ["18900000003", "18900000004"]  # one call for the equal rows
     assert len(sandbox_conn.messages()) == 3
-    rows = read_report(report)
+    repeated = []
+    rows = read_report(report, repeated)
+    assert [(r["mobile"], r["reason"]) for r in repeated] == [
+        ("18900000003", "duplicate of recipients[2], the entry kept")
+    ]
     assert rows["13800000005"]["status"] == "invalid"
     assert rows["13800000005"]["reason"] == "missing #card#"
     assert rows["1380000000"]["status"] == "invalid"

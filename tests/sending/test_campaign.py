@@ -1,0 +1,71 @@
+"""The send engine on its own: no DAG, an in-memory state store, the sandbox over 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_juhe.exceptions import JuheInputError
+from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+from airflow_provider_juhe.sending.campaign import Campaign, Finished, SendRequest, WaitUntil
+from airflow_provider_juhe.sending.ledger import InMemoryStateStore
+
+log = logging.getLogger(__name__)
+NUMBERS = [f"1390000{n:04d}" for n in range(7)]
+
+
+def run(request: SendRequest, store: InMemoryStateStore) -> Finished | WaitUntil:
+    return Campaign(request, JuheSmsHook(retry_wait=0, retry_wait_max=0), store, log).run()
+
+
+def test_a_send_finishes_and_a_second_run_sends_nothing_again(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("您好")
+    store = InMemoryStateStore()
+    request = SendRequest(mobiles=[*NUMBERS, NUMBERS[0]], tpl_id=tpl_id, batch_size=3, max_workers=2)
+
+    first = run(request, store)
+    again = run(request, store)  # a retry of the same task instance: the ledger replays the plan
+
+    assert isinstance(first, Finished)
+    assert first.failure() is None
+    assert first.result["sent"] == 7
+    assert first.result["duplicate_count"] == 1
+    assert again.result["sent"] == 7
+    assert len(sandbox_conn.messages()) == 3  # nothing sent twice
+
+
+def test_a_closed_window_answers_when_to_come_back(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("您好")
+    shanghai = datetime.now(ZoneInfo("Asia/Shanghai"))
+    opens, closes = shanghai + timedelta(hours=1), shanghai + timedelta(hours=2)
+    window = (opens.strftime("%H:%M:%S"), closes.strftime("%H:%M:%S"))
+
+    wait = run(SendRequest(mobiles=NUMBERS, tpl_id=tpl_id, send_window=window), InMemoryStateStore())
+
+    assert isinstance(wait, WaitUntil)
+    assert wait.numbers_left == 7
+    assert abs((wait.moment - opens).total_seconds()) < 2
+    assert sandbox_conn.messages() == []
+
+
+def test_the_budget_names_both_figures(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("您好")
+
+    with pytest.raises(JuheInputError, match=r"estimated fee .* 7 .*exceeds max_fee 6"):
+        run(SendRequest(mobiles=NUMBERS, tpl_id=tpl_id, max_fee=6), InMemoryStateStore())
+    assert sandbox_conn.calls()[-1]["path"].endswith("myTemplates.php")  # no send call
+
+
+def test_only_unknowns_left_is_a_final_failure(sandbox_conn):
+    tpl_id = sandbox_conn.add_template("您好")
+    sandbox_conn.inject("drop", path="send.php")
+
+    finished = run(SendRequest(mobiles=NUMBERS[:2], tpl_id=tpl_id), InMemoryStateStore())
+
+    failure = finished.failure()
+    assert failure.final
+    assert "2 number(s) have an unknown outcome" in failure.message
+    assert finished.failure(fail_on_unknown=False) is None
