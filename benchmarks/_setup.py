@@ -89,3 +89,43 @@ def sandbox_process(latency: float = 0.0) -> Iterator[str]:
         server.terminate()
         server.wait(timeout=10)
         log.close()
+
+
+def hand_written_rate(url: str, calls: list[dict[str, str]], workers: int) -> float:
+    """
+    What a user would write by hand, as the comparison in the same run: ``workers`` threads, each
+    with its own pooled ``requests.Session``, posting the same send.php calls to the same sandbox.
+
+    :param calls: form fields of each call (``mobile``, ``tplId``, ``tplValue``), the key added here.
+    :return: recipients per second.
+    """
+    import queue
+    import threading
+
+    import requests
+
+    work: queue.SimpleQueue[dict[str, str]] = queue.SimpleQueue()
+    for call in calls:
+        work.put(call)
+    failures: list[str] = []
+
+    def worker() -> None:
+        with requests.Session() as session:
+            while True:
+                try:
+                    call = work.get_nowait()
+                except queue.Empty:
+                    return
+                answer = session.post(f"{url}/shortLetter/send.php", data={"key": APPKEY, **call}, timeout=10)
+                if answer.json()["error_code"] != 0:
+                    failures.append(answer.text)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    assert not failures, failures[:3]
+    return sum(call["mobile"].count(",") + 1 for call in calls) / seconds

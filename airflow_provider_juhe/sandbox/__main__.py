@@ -1,8 +1,12 @@
-"""``python -m airflow_provider_juhe.sandbox --port 8765 --appkey KEY [--approve-after SECONDS] [--quiet]``."""
+"""
+``python -m airflow_provider_juhe.sandbox --port 8765 --appkey KEY [--approve-after SECONDS]
+[--template "【签名】内容"]... [--messages FILE] [--quiet]``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -24,6 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet", action="store_true", help="do not print each accepted message (load tests, benchmarks)"
     )
+    parser.add_argument(
+        "--template",
+        action="append",
+        default=[],
+        metavar="【SIGNATURE】CONTENT",
+        help="an approved template to start with (repeatable); its id is printed",
+    )
+    parser.add_argument(
+        "--messages",
+        metavar="FILE",
+        help="append every accepted message to FILE as JSON Lines (count them with wc -l)",
+    )
     args = parser.parse_args(argv)
 
     sandbox = JuheSandbox(
@@ -37,24 +53,45 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with sandbox:
+        for template in args.template:
+            signature, content = _split_template(template)
+            tpl_id = sandbox.add_template(content, signature)
+            print(f"approved template {tpl_id}: 【{signature}】{content}", flush=True)
         print(f"Juhe sandbox listening on {sandbox.url} (Ctrl-C to stop)", flush=True)
         reported = 0
+
+        def report_new() -> None:
+            nonlocal reported
+            # Only the new ones: copying every message under the lock would stall the server.
+            messages = sandbox.messages(reported)
+            reported += len(messages)
+            if args.messages and messages:
+                with open(args.messages, "a", encoding="utf-8") as log:
+                    log.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
+            if not args.quiet and messages:
+                sys.stdout.write(
+                    "".join(
+                        f"sent {m['sid']} tpl {m['tpl_id']} to {mask_sample(m['mobiles'], limit=3)}: {m['text']}\n"
+                        for m in messages
+                    )
+                )
+                sys.stdout.flush()
+
         try:
             while not stopped.wait(0.5):
-                if args.quiet:
-                    continue
-                # Only the new ones: copying every message under the lock would stall the server.
-                messages = sandbox.messages(reported)
-                lines = [
-                    f"sent {m['sid']} tpl {m['tpl_id']} to {mask_sample(m['mobiles'], limit=3)}: {m['text']}\n"
-                    for m in messages
-                ]
-                sys.stdout.write("".join(lines))
-                reported += len(messages)
-                sys.stdout.flush()
+                report_new()
         except KeyboardInterrupt:
             pass
+        report_new()  # what arrived in the last half second
     return 0
+
+
+def _split_template(text: str) -> tuple[str, str]:
+    """``【签名】内容`` -> (signature, content); without 【】 the signature is ``沙箱``."""
+    if text.startswith("【") and "】" in text:
+        signature, _, content = text[1:].partition("】")
+        return signature, content
+    return "沙箱", text
 
 
 if __name__ == "__main__":

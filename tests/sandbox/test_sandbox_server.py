@@ -208,3 +208,52 @@ def test_command_line_server():
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_the_command_line_sandbox_approves_templates_and_logs_messages(tmp_path, monkeypatch):
+    import json as json_module
+    import socket
+    import subprocess
+    import sys
+
+    from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    messages = tmp_path / "messages.jsonl"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_juhe.sandbox",
+            "--port",
+            str(port),
+            "--appkey",
+            "K",
+            "--template",
+            "【银行】您好#name#",
+            "--messages",
+            str(messages),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        approved = server.stdout.readline()
+        assert server.stdout.readline().startswith("Juhe sandbox listening")
+        tpl_id = int(approved.split()[2].rstrip(":"))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_JUHE_SMS_DEFAULT",
+            json_module.dumps({"conn_type": "juhe_sms", "host": f"http://127.0.0.1:{port}", "password": "K"}),
+        )
+        JuheSmsHook().send_sms(["13800138000", "13900139000"], tpl_id, {"name": "王芳"})
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    assert approved == f"approved template {tpl_id}: 【银行】您好#name#\n"
+    (line,) = messages.read_text(encoding="utf-8").splitlines()
+    assert json_module.loads(line)["text"] == "【银行】您好王芳"
+    assert json_module.loads(line)["mobiles"] == ["13800138000", "13900139000"]
