@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,14 @@ class Deployment:
     def processor_log_has(self, dag_file: str, text: str) -> bool:
         return text in read_text((self.home / "logs" / "dag_processor").rglob(f"{dag_file}.log"))
 
+    def component_logs(self) -> str:
+        """What every process started here printed (supervisors log there, tasks under logs/)."""
+        return read_text(self.home.glob("*.log"))
+
+    def finished_workloads(self) -> set[str]:
+        """Task instance ids whose task process ended, from their supervisors' "Workload finished"."""
+        return set(re.findall(r"Workload finished.*?workload_id=([0-9a-f-]+)", self.component_logs()))
+
     def task_log(self, dag_id: str, run_id: str, pattern: str = "task_id=*/attempt=*.log") -> str:
         return read_text((self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}").glob(pattern))
 
@@ -304,7 +313,7 @@ class Templates:
 
 def configure(airflow: Deployment, sandbox: JuheSandbox) -> Templates:
     """Templates in the sandbox, and the Variables the example DAGs read (from the environment)."""
-    alert = sandbox.add_template("#dag#：#task#失败，另有#more#条告警已合并，请处理", "运维")
+    alert = sandbox.add_template("#dag#：#task#失败，请处理（本条告警代表#count#次失败）", "运维")
     campaign = sandbox.add_template(
         "尊敬的#name#，您尾号#card#的信用卡账单#amount#元将于#due_date#到期，请按时还款。", "银行"
     )
@@ -499,12 +508,10 @@ def check_alert_race(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, num
     """
     run_id = airflow.trigger(RACE_DAG, {"on_call": number, "tpl_id": tpl_id})
     state = airflow.wait_run(RACE_DAG, run_id, timeout=180)
-    # Callbacks run after a task reports its state: each task's last callback writes a closing line.
-    wait_for(
-        "every race task's callbacks",
-        lambda: airflow.task_log(RACE_DAG, run_id).count("e2e race: callbacks done") >= RACE_TASKS,
-        90,
-    )
+    # Callbacks run after a task reports its state, until its process ends (the supervisor kills
+    # it after [core] task_success_overtime): wait for every process's end, then count.
+    ids = {ti["id"] for ti in airflow.task_instances(RACE_DAG, run_id)}
+    wait_for("every race task's process to end", lambda: ids <= airflow.finished_workloads(), 90)
     log = airflow.task_log(RACE_DAG, run_id)
     starts = [(float(s), int(at)) for s, at in re.findall(r"e2e race: (-?[\d.]+) s before (\d+)", log)]
     slack = [s for s, _ in starts]
@@ -517,7 +524,24 @@ def check_alert_race(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, num
         f"run {state}; {len(starts)} tasks raised together at {starts[0][1] if starts else '?'} "
         f"(each waiting {min(slack, default=0):.1f}–{max(slack, default=0):.1f} s for it); "
         f"{len(sent)} SMS to the number (promised 1), {len({m['sid'] for m in sent})} distinct sids, "
-        f"{len(unlogged)} in no task's log {unlogged}",
+        f"{len(unlogged)} in no task's log {unlogged}; callbacks finished in "
+        f"{log.count('e2e race: callbacks done')} of {RACE_TASKS} tasks",
+    )
+
+
+def check_overtime(airflow: Deployment) -> None:
+    """A callback still running [core] task_success_overtime after its task's end is killed unfinished."""
+    logs = airflow.component_logs()
+    killed = set(re.findall(r"overtime reached; terminating process.*?ti_id=UUID\('([^']+)", logs))
+    dags = Counter(
+        path.relative_to(airflow.home / "logs").parts[0].removeprefix("dag_id=")
+        for path in (airflow.home / "logs").glob("dag_id=*/run_id=*/task_id=*/attempt=*.log")
+        if any(ti_id in path.read_text(errors="replace") for ti_id in killed)
+    )
+    check(
+        "no task callback killed by the supervisor's task_success_overtime (20 s after the task's end)",
+        "overtime reached" not in logs,
+        f"{logs.count('overtime reached')} task processes killed" + (f": {dict(dags)}" if dags else ""),
     )
 
 
@@ -720,6 +744,7 @@ def run_tier(
                     f"in {time.monotonic() - stop_started:.1f} s" + (f"; alive: {alive}" if alive else ""),
                 )
                 try:
+                    check_overtime(airflow)
                     check_log_files(home)
                     check_stored(airflow)
                 except Exception as error:
