@@ -10,7 +10,7 @@ Set the Airflow Variables ``juhe_on_call_mobiles`` (comma separated), ``juhe_ale
 ``juhe_recovery_tpl_id`` (approved templates, signature ``运维``; their content excludes the
 【signature】, which Juhe adds):
 
-- alert: ``#dag#：#task#失败，另有#more#条告警已合并，请处理``
+- alert: ``#dag#：#task#失败，请处理（本条告警代表#count#次失败）`` (reads well on the first SMS too)
 - recovery: ``#dag#已恢复，期间合并告警#more#条``
 
 Trigger with ``{"warehouse_down": false}`` to see the recovery.
@@ -40,10 +40,15 @@ ALERT = {
 # One instance shared through default_args: it renders afresh for every task.
 task_failed = JuheSmsNotifier(
     **ALERT,
-    tpl_value={"#dag#": "{{ dag.dag_id }}", "#task#": "{{ ti.task_id }}", "#more#": "{{ suppressed_count }}"},
+    tpl_value={
+        "#dag#": "{{ dag.dag_id }}",
+        "#task#": "{{ ti.task_id }}",
+        "#count#": "{{ suppressed_count + 1 }}",
+    },
 )
 run_failed = JuheSmsNotifier(
-    **ALERT, tpl_value={"#dag#": "{{ dag.dag_id }}", "#task#": "整个运行", "#more#": "{{ suppressed_count }}"}
+    **ALERT,
+    tpl_value={"#dag#": "{{ dag.dag_id }}", "#task#": "整个运行", "#count#": "{{ suppressed_count + 1 }}"},
 )
 recovered = JuheSmsNotifier(
     **EPISODE,

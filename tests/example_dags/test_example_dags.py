@@ -39,7 +39,7 @@ def test_template_flow(sandbox_conn, without_logical_date):
     assert not NUMBER.findall(str(grouping))
 
 
-ALERT_TEXT = "#dag#：#task#失败，另有#more#条告警已合并，请处理"
+ALERT_TEXT = "#dag#：#task#失败，请处理（本条告警代表#count#次失败）"
 RECOVERY_TEXT = "#dag#已恢复，期间合并告警#more#条"
 
 
@@ -65,7 +65,8 @@ def test_failure_alert_twenty_failures_page_once_then_one_recovery(on_call):
     texts = [m["text"] for m in on_call.messages()]
     assert len(texts) == 2, texts  # 20 task callbacks + 1 DAG callback → 1 alert; 2 good runs → 1 recovery
     assert re.fullmatch(
-        r"【运维】example_juhe_failure_alert：load_partition_\d\d失败，另有0条告警已合并，请处理", texts[0]
+        r"【运维】example_juhe_failure_alert：load_partition_\d\d失败，请处理（本条告警代表1次失败）",
+        texts[0],
     )
     assert texts[1] == "【运维】example_juhe_failure_alert已恢复，期间合并告警20条"
     assert all(m["mobiles"] == ["13800138000"] for m in on_call.messages())  # the typo did not stop it
