@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import operator
+import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,9 @@ READ_CHUNK = 1 << 20
 #: gzip stream (BadGzipFile is an OSError, a bad deflate block a zlib.error, a cut one an EOFError),
 #: bytes that are not UTF-8.
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+#: Line ends as Python's csv module reads a file opened with newline="": CRLF, LF, and a bare CR.
+_LINE_END = re.compile(r"(\r\n|\r|\n)")
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
 
 
 #: A row as read: ``(position, number as given, variable names, values)``.
@@ -430,7 +434,8 @@ def _open_text(location: Any, field_name: str) -> Iterator[Iterator[str]]:
 
 def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
     """
-    Lines split on ``\\n`` only (a CSV field may hold other line separators), a leading BOM dropped.
+    Lines with their ends (CRLF, LF or a bare CR, as the csv module splits them; not the other
+    separators ``str.splitlines`` knows, which a CSV field may hold), a leading BOM dropped.
 
     Read in chunks and decoded incrementally: iterating a text stream checks the file wrapper's
     state once per line (a third of the reading time), and a chunk's decoding error still gives the
@@ -448,7 +453,7 @@ def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
             chunk = binary.read(READ_CHUNK)
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as error:
-            line = done + 1 + error.object[: error.start].count(b"\n")
+            line = done + 1 + len(_LINE_END_BYTES.findall(error.object[: error.start]))
             byte = error.object[error.start : error.start + 1].hex()
             raise RecipientsError(
                 f"{field_name}: {location}, line {line}: not UTF-8 text (byte 0x{byte}); save the file "
@@ -457,11 +462,17 @@ def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
         except _READ_ERRORS as error:
             where = f" after line {done}" if done else ""
             raise RecipientsError(f"{field_name}: cannot read {location}{where}: {_reason(error)}") from None
-        lines = (rest + text).split("\n")
-        rest = lines.pop()
+        block = rest + text
+        if "\r" not in block:  # the fast path: LF or no line end at all
+            lines = block.split("\n")
+            rest = lines.pop()
+            lines = [line + "\n" for line in lines]
+        else:
+            pieces = _LINE_END.split(block[:-1] if chunk and block.endswith("\r") else block)
+            rest = pieces.pop() + ("\r" if chunk and block.endswith("\r") else "")  # maybe half a CRLF
+            lines = [pieces[i] + pieces[i + 1] for i in range(0, len(pieces), 2)]
         done += len(lines)
-        for line in lines:
-            yield line + "\n"
+        yield from lines
     if rest:
         yield rest
 

@@ -13,6 +13,7 @@ from airflow_provider_juhe.sending.recipients import (
     audience_from_rows,
     check_text,
     is_location,
+    iter_rows,
     masked_view,
     read_suppressed,
 )
@@ -307,3 +308,18 @@ def test_an_unreadable_file_is_named_with_its_line(tmp_path, monkeypatch, name, 
 
     assert str(raised.value).startswith(f"{field_name}: ")
     assert "1391234" not in str(raised.value)
+
+
+def test_a_bare_carriage_return_ends_a_line_as_for_the_csv_module(tmp_path):
+    # Found by test_csv_rows_read_as_the_csv_module_reads_them: csv.writer(lineterminator="\n") does
+    # not quote a cell holding "\r", and the csv module reads it as a line end; this reader failed.
+    path = tmp_path / "c.csv"
+    path.write_bytes(b'mobile,name\n13800000001,\r13800000002,b\n13800000003,"x\ry"\r\n')
+
+    rows = list(iter_rows(str(path), "mobile"))
+
+    assert rows == [
+        ("13800000001", ("name",), ("",)),
+        ("13800000002", ("name",), ("b",)),
+        ("13800000003", ("name",), ("x\ry",)),
+    ]
