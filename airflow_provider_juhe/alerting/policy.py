@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -82,7 +83,7 @@ def decide_resolve(state: Mapping[str, Any] | None, now: float) -> Decision:
 
 def expire_claim(state: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
     """An episode whose claim outlived its bound (its process died): as before the claim, count kept."""
-    state = dict(state or {})
+    state = clean_episode(state)
     claim = state.get("claim")
     if isinstance(claim, Mapping) and claim.get("until", 0) > now:
         return state
@@ -92,7 +93,7 @@ def expire_claim(state: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
 
 def settle(state: Mapping[str, Any] | None, token: str, now: float) -> dict[str, Any]:
     """The claimed SMS went out: the episode's last SMS is now."""
-    state = dict(state or {})
+    state = clean_episode(state)
     claim = state.get("claim")
     if isinstance(claim, Mapping) and claim.get("token") == token:
         state.pop("claim")
@@ -105,7 +106,7 @@ def give_back(state: Mapping[str, Any] | None, token: str, count_this_one: bool)
     The claimed SMS did not go out: the episode as before the claim, with the count it took (and
     this notification, when a cap held it back) restored. A claim that already expired was restored.
     """
-    state = dict(state or {})
+    state = clean_episode(state)
     claim = state.get("claim")
     if isinstance(claim, Mapping) and claim.get("token") == token:
         state.pop("claim")
@@ -120,6 +121,56 @@ def _restored(state: dict[str, Any], claim: Mapping[str, Any]) -> dict[str, Any]
     restored.update(claim.get("was") or {})
     restored["suppressed"] = state.get("suppressed", 0) + claim.get("count", 0)
     return restored
+
+
+def clean_episode(state: Any) -> dict[str, Any]:
+    """
+    An episode record with every field of the right type; a field that is not (a record damaged by
+    hand, or by another version) is dropped, so that a bad record can never silence paging.
+    """
+    state = dict(state) if isinstance(state, Mapping) else {}
+    clean: dict[str, Any] = {
+        k: v for k, v in state.items() if k not in (*_EPISODE_FIELDS, "claim", "suppressed")
+    }
+    if isinstance(state.get("open"), bool):
+        clean["open"] = state["open"]
+    for name in ("opened", "last_sent", "resolved"):
+        if _is_time(state.get(name)):
+            clean[name] = state[name]
+    clean["suppressed"] = _count(state.get("suppressed"))
+    claim = state.get("claim")
+    if isinstance(claim, Mapping) and isinstance(claim.get("token"), str) and _is_time(claim.get("until")):
+        clean["claim"] = {
+            "token": claim["token"],
+            "until": claim["until"],
+            "count": _count(claim.get("count")),
+            "was": clean_episode(claim.get("was")) if isinstance(claim.get("was"), Mapping) else {},
+        }
+        clean["claim"]["was"].pop("suppressed", None)
+    return clean
+
+
+def clean_caps(state: Any) -> dict[str, Any]:
+    """A caps record with every entry of the right shape; damaged entries are dropped."""
+    records = state.items() if isinstance(state, Mapping) else ()
+    return {
+        key: {
+            "sent": [t for t in record.get("sent") or [] if _is_time(t)]
+            if isinstance(record.get("sent"), list)
+            else [],
+            "skipped": _count(record.get("skipped")),
+        }
+        for key, record in records
+        if isinstance(key, str) and isinstance(record, Mapping)
+    }
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def number_id(number: str, secret: str) -> str:
@@ -173,11 +224,8 @@ def admit(
     """Page each number only if no window of ``limits`` is full for it; count the refusals."""
     horizon = max(CAP_WINDOWS[window] for window in limits)
     records = {
-        key: {
-            "sent": [t for t in record.get("sent", []) if now - t < horizon],
-            "skipped": record.get("skipped", 0),
-        }
-        for key, record in (state or {}).items()
+        key: {"sent": [t for t in record["sent"] if now - t < horizon], "skipped": record["skipped"]}
+        for key, record in clean_caps(state).items()
     }
     allowed: dict[str, int] = {}
     refused: list[str] = []
@@ -207,7 +255,7 @@ def release(
     secret: str,
 ) -> dict[str, Any]:
     """Undo :func:`admit` for numbers whose page did not go out: their slot and their count come back."""
-    records = {key: dict(record) for key, record in (state or {}).items()}
+    records = clean_caps(state)
     for number in numbers:
         record = records.get(number_id(number, secret))
         if record is not None:

@@ -109,7 +109,7 @@ def _lock(key: str, description: str) -> tuple[Record, Callable[[], bool]]:
         if began > give_up:
             raise LockBusy(f"{key} stayed locked for {WAIT_SECONDS:.0f} s")
         record = _read(key) or {}
-        if (record.get(LOCK_FIELD) or {}).get("until", 0) > clock():
+        if _lease(record).get("until", 0) > clock():
             time.sleep(random.uniform(0.1, 0.4))
             continue
         token = uuid.uuid4().hex
@@ -119,7 +119,7 @@ def _lock(key: str, description: str) -> tuple[Record, Callable[[], bool]]:
         time.sleep(SETTLE_SECONDS)
         acquired = time.monotonic()
         record = _read(key) or {}
-        if (record.get(LOCK_FIELD) or {}).get("token") == token:
+        if _lease(record).get("token") == token:
             break
 
     def still_held() -> bool:
@@ -132,6 +132,20 @@ def _release(key: str, record: Record, description: str, still_held: Callable[[]
     """Write the record without its lock; past the lease another may hold it, so write nothing."""
     if still_held():
         _write(key, record, description)
+        if not still_held():  # the write took the margin: it may have landed after the lease ended
+            log.error(
+                "Alert state %s: a write took longer than its lease allowed; a racing notification may "
+                "have decided on the state before it (a page beyond a cap is possible)",
+                key,
+            )
+
+
+def _lease(record: Record) -> dict[str, Any]:
+    """The record's lock, or none when it is missing or damaged (a damaged lock must not lock forever)."""
+    lease = record.get(LOCK_FIELD)
+    if isinstance(lease, dict) and isinstance(lease.get("until"), (int, float)):
+        return lease
+    return {}
 
 
 def _read(key: str) -> dict[str, Any] | None:

@@ -385,7 +385,7 @@ class JuheSmsHook(BaseHook):
         result = self._post(path, params)
         try:
             return read(result)
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+        except Exception as error:  # whatever a server's result makes a reader raise: unreadable
             raise _Ended(
                 Ending.UNREADABLE_RESULT,
                 f"{path} answered success with an unreadable result ({type(error).__name__}: "
@@ -410,7 +410,7 @@ class JuheSmsHook(BaseHook):
                     data=urlencode({"key": config.appkey, **params}).encode(),
                 )
                 response = session.send(request, timeout=config.timeout, allow_redirects=False, stream=True)
-            except requests.RequestException as error:
+            except (requests.RequestException, urllib3.exceptions.LocationValueError) as error:
                 raise _Ended(
                     _transport_ending(error, attempt.started),
                     f"{type(error).__name__}: {self._redact(str(error))[:300]}",
@@ -427,7 +427,14 @@ class JuheSmsHook(BaseHook):
                     f"{type(error).__name__} reading the answer of {path}: {self._redact(str(error))[:300]}",
                     status=0,
                 ) from None
-        return self._parse(response.status_code, response.headers.get("Content-Type", ""), body)
+        try:
+            return self._parse(response.status_code, response.headers.get("Content-Type", ""), body)
+        except _Ended:
+            raise
+        except Exception as error:  # anything else a body can make a parser raise: not Juhe's JSON
+            raise _Ended(
+                Ending.NOT_JSON, f"an answer that cannot be parsed ({type(error).__name__})"
+            ) from None
 
     def _parse(self, status: int, content_type: str, body: bytes) -> Any:
         """Juhe's ``result`` from a whole answer, or ``_Ended`` per the outcome table."""
@@ -435,8 +442,9 @@ class JuheSmsHook(BaseHook):
         if status != 200:
             raise _Ended(Ending.HTTP_ERROR, self._redact(_excerpt(body, charset)), status=status)
         try:
-            answer = json.loads(body if charset in (None, "utf-8", "utf8") else body.decode(charset))
-        except (ValueError, LookupError):
+            text = body if charset in (None, "utf-8", "utf8") else body.decode(charset)
+            answer = json.loads(text, object_pairs_hook=_unique_keys)
+        except (ValueError, LookupError, RecursionError):
             raise _Ended(Ending.NOT_JSON, self._redact(_excerpt(body, charset))) from None
         code = answer.get("error_code") if isinstance(answer, dict) else None
         if type(code) is not int:
@@ -479,6 +487,7 @@ class _Ended(Exception):
 
 
 _INVALID_URL_ERRORS = (
+    urllib3.exceptions.LocationValueError,
     requests.exceptions.InvalidURL,
     requests.exceptions.InvalidSchema,
     requests.exceptions.MissingSchema,
@@ -486,7 +495,7 @@ _INVALID_URL_ERRORS = (
 )
 
 
-def _transport_ending(error: requests.RequestException, started: bool) -> Ending:
+def _transport_ending(error: Exception, started: bool) -> Ending:
     """
     Classify a failure before any answer. Only a failure that cannot happen once bytes have left
     (and with no byte written, by ``started``) counts as nothing left; anything unclear may have.
@@ -536,9 +545,17 @@ def _excerpt(body: bytes, charset: str | None) -> str:
     """The start of a body for a message: decoded as declared (else UTF-8), never guessed."""
     try:
         text = body[:EXCERPT_BYTES].decode(charset or "utf-8", "replace")
-    except LookupError:
+    except (LookupError, UnicodeError):  # an unknown charset, or one without a "replace" handler
         text = body[:EXCERPT_BYTES].decode("utf-8", "replace")
     return " ".join(text.split())[:200]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys repeat (two ``error_code``s) is ambiguous: not Juhe's JSON."""
+    answer = dict(pairs)
+    if len(answer) != len(pairs):
+        raise ValueError("a key repeats in a JSON object")
+    return answer
 
 
 def _sid_of(result: Any) -> str | None:
@@ -630,6 +647,8 @@ def build_base_url(host: str | None, schema: str | None, port: int | None) -> st
     :raises ValueError: naming the connection field, for a URL that cannot work (``htp://…``).
     """
     host = (host or "").strip() or DEFAULT_HOST
+    if "://" not in host and ":/" in host:  # "http:/v.juhe.cn": a URL with a slash missing
+        raise ValueError(f"host: {host!r} is not a valid host or base URL")
     if "://" in host:
         url = host.rstrip("/")
     else:
@@ -643,9 +662,27 @@ def build_base_url(host: str | None, schema: str | None, port: int | None) -> st
         raise ValueError(f"host: {host!r} is not a valid host or URL") from None
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"host: the URL's scheme must be http or https, got {host!r}")
-    if not parsed.host or any(c.isspace() for c in url) or parsed.query or parsed.fragment:
+    if (
+        not parsed.host
+        or any(c.isspace() for c in url)
+        or parsed.query
+        or parsed.fragment
+        or (parsed.port is not None and not 0 < parsed.port < 65536)
+        or not _valid_host(parsed.host)
+    ):
         raise ValueError(f"host: {host!r} is not a valid host or base URL")
     return url
+
+
+def _valid_host(host: str) -> bool:
+    """An IP literal, or a name whose labels are not empty (``a..b``) and that encodes as IDNA."""
+    if host.startswith("["):
+        return host.endswith("]")
+    try:
+        host.rstrip(".").encode("idna")
+    except UnicodeError:
+        return False
+    return all(host.rstrip(".").split("."))
 
 
 @contextlib.contextmanager

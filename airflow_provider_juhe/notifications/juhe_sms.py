@@ -15,7 +15,7 @@ from airflow.sdk import Context
 
 from airflow_provider_juhe._compat import BaseNotifier
 from airflow_provider_juhe.alerting import policy, state
-from airflow_provider_juhe.exceptions import JuheInputError, input_checks
+from airflow_provider_juhe.exceptions import CallOutcome, JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.mobiles import mask_sample, parse_recipients
 
@@ -140,7 +140,7 @@ class JuheSmsNotifier(BaseNotifier):
             return
         unpaged, error = self._send(context, allowed, held_back)
         if claimed:
-            if error is not None and len(unpaged) == len(allowed):
+            if unpaged and len(unpaged) == len(allowed):
                 # A page that did not go out must not hold back the next one: a duplicate beats a silence.
                 self._update_episode(lambda record: (policy.give_back(record, token, False), None))
             else:
@@ -222,7 +222,12 @@ class JuheSmsNotifier(BaseNotifier):
     def _send(
         self, context: Context, allowed: Mapping[str, int], held_back: int
     ) -> tuple[list[str], Exception | None]:
-        """One call per distinct count shown; returns the numbers not paged and the first error."""
+        """
+        One call per distinct count shown; returns the numbers surely not paged and the first error.
+
+        A call that may have taken effect (the hook's outcome table) counts as paged: its cap slot and
+        its claim are kept, so that an SMS that may be out is never followed by a second one.
+        """
         by_count: dict[int, list[str]] = {}
         for number, skipped in allowed.items():
             by_count.setdefault(held_back + skipped, []).append(number)
@@ -235,7 +240,11 @@ class JuheSmsNotifier(BaseNotifier):
             try:
                 sent = self.hook.send_sms(numbers, self.tpl_id, value)
             except Exception as exc:
-                unpaged += numbers
+                if (
+                    getattr(exc, "outcome", CallOutcome.MAY_HAVE_TAKEN_EFFECT)
+                    is not CallOutcome.MAY_HAVE_TAKEN_EFFECT
+                ):
+                    unpaged += numbers
                 error = error or exc
                 continue
             self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])

@@ -469,7 +469,7 @@ def _guard_value(value: Any, name: str) -> int | None:
     """A guard's limit: a whole number ≥ 0 (rendered templates give it as digits), or None."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name}: expected a whole number ≥ 0 or None, got {value!r}")

@@ -380,6 +380,8 @@ def _json_lines_rows(stream: Iterator[str], location: Any, mobile_field: str) ->
             row = json.loads(text)
         except ValueError as error:
             raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise RecipientsError(f"{where}: JSON nested too deeply") from None
         if not isinstance(row, Mapping):
             raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
         yield line, *_mapping_row(row, mobile_field, where)

@@ -147,6 +147,40 @@ def test_undocumented_code_on_a_send_that_was_carried_out_is_never_sent_again(sa
     assert received(sandbox) == Counter(NUMBERS)  # it went out: a retry would have doubled it
 
 
+ODD_ANSWERS = [
+    ("502, charset without a replace handler", 502, "text/html; charset=idna", b"<h1>Bad Gateway</h1>"),
+    ("200 not JSON, unknown charset", 200, "text/plain; charset=undefined", b"oops"),
+    ("200 JSON nested 100,000 deep", 200, "application/json", b"[" * 100_000),
+    ("200 with error_code twice", 200, "application/json", b'{"error_code": 0, "error_code": 228801}'),
+    (
+        "200 success with a 401-digit fee",
+        200,
+        "application/json",
+        b'{"error_code": 0, "result": {"sid": "s1", "fee": 1' + b"0" * 400 + b"}}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "content_type", "body"), ODD_ANSWERS, ids=[a[0] for a in ODD_ANSWERS]
+)
+def test_odd_answers_found_by_review_end_in_the_table(requests_mock, name, status, content_type, body):
+    """Before: UnicodeError, RecursionError, OverflowError escaped bare; a repeated key was a refusal."""
+    hook = JuheSmsHook(retry_wait=0, retry_wait_max=0)
+    hook.__dict__["config"] = _config(max_retries=0)
+    requests_mock.post(
+        "http://juhe.test/shortLetter/send.php",
+        status_code=status,
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+
+    with pytest.raises(JuheDeliveryUnknownError) as raised:
+        hook.send_sms(NUMBERS, 1)
+
+    assert raised.value.outcome is CallOutcome.MAY_HAVE_TAKEN_EFFECT
+
+
 def test_error_excerpts_are_decoded_as_declared(requests_mock):
     hook = JuheSmsHook(retry_wait=0, retry_wait_max=0)
     hook.__dict__["config"] = _config()
@@ -266,7 +300,15 @@ def test_dns_failure_is_nothing_left(monkeypatch):
 
 @pytest.mark.parametrize(
     ("host", "field"),
-    [("htp://127.0.0.1:1", "host"), ("ftp://v.juhe.cn", "host"), ("http://", "host"), ("http://a b", "host")],
+    [
+        ("htp://127.0.0.1:1", "host"),
+        ("ftp://v.juhe.cn", "host"),
+        ("http://", "host"),
+        ("http://a b", "host"),
+        ("http://a..b", "host"),  # found by review: a bare urllib3 LocationParseError, retried
+        ("http:/v.juhe.cn", "host"),  # a slash missing: was taken as host "http", a DNS failure
+        ("http://v.juhe.cn:0", "host"),
+    ],
 )
 def test_a_host_that_cannot_work_is_a_configuration_error_before_any_request(monkeypatch, host, field):
     hook = _hook_at(monkeypatch, host)
@@ -310,7 +352,7 @@ print(json.dumps({{"seconds": time.monotonic() - started,
                    "grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}}))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    lines = [line for line in done.stdout.splitlines() if not line.startswith("20")]  # log lines
+    lines = [line for line in done.stdout.splitlines() if not line.startswith(("20", "[20"))]  # log lines
     figures = json.loads(lines[-1])
 
     assert lines[:2] == ["JuheDeliveryUnknownError", "JuheResponseError"], done.stdout[-3000:]

@@ -154,3 +154,47 @@ def test_a_recovery_held_back_by_the_cap_still_closes_its_episode(sandbox_conn, 
     texts = [m["text"] for m in sandbox_conn.messages()]
     assert texts == ["【运维】失败，另有0条", "【运维】失败，另有1条"]
     assert _record("alert", "etl")["open"] is True
+
+
+def test_a_page_that_may_have_gone_out_keeps_its_cap_slot(sandbox, monkeypatch):
+    """Found by review: a send answered after its deadline gave its slot back, and a second SMS went out."""
+    connection = json.loads(sandbox.connection_json())
+    connection["extra"] = {"timeout": 0.5, "max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_SMS_DEFAULT", json.dumps(connection))
+    tpl_id = sandbox.add_template("#task#失败", "运维")
+    sandbox.inject("latency", seconds=1.5, path="send.php")  # carried out, answered too late
+
+    for key in ("etl", "billing"):
+        JuheSmsNotifier(
+            mobiles=PAGED, tpl_id=tpl_id, tpl_value={"task": key}, group_key=key, max_per_number={"minute": 1}
+        )({"dag": None})
+
+    assert len(sandbox.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "record"),
+    [
+        ("alert", {"lock": "x"}),
+        ("alert", {"lock": {"until": "x"}}),
+        ("alert", {"suppressed": "a"}),
+        ("alert", {"claim": {"until": "soon"}}),
+        ("alert", {"open": True, "last_sent": "x", "claim": 5}),
+        ("caps", {"lock": "x"}),
+        ("caps", {"abc": 5}),
+        ("caps", {"abc": {"sent": 5}}),
+        ("caps", {"abc": {"sent": ["x"], "skipped": -3}}),
+    ],
+)
+def test_a_damaged_record_never_silences_paging(sandbox_conn, kind, record):
+    """Found by review: each of these made every later notification fail, sending nothing."""
+    from airflow.models.variable import Variable
+
+    tpl_id = sandbox_conn.add_template("#task#失败", "运维")
+    Variable.set(state.variable_key(kind, "g" if kind == "alert" else str(tpl_id)), json.dumps(record))
+
+    JuheSmsNotifier(
+        mobiles=PAGED, tpl_id=tpl_id, tpl_value={"task": "t"}, group_key="g", max_per_number={"minute": 5}
+    )({"dag": None})
+
+    assert len(sandbox_conn.messages()) == 1

@@ -323,3 +323,12 @@ def test_a_bare_carriage_return_ends_a_line_as_for_the_csv_module(tmp_path):
         ("13800000002", ("name",), ("b",)),
         ("13800000003", ("name",), ("x\ry",)),
     ]
+
+
+def test_a_json_line_nested_too_deeply_is_named_with_its_line(tmp_path):
+    """Found by review: a RecursionError escaped bare (retried, no file named)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"mobile": "13800000001"}\n' + "[" * 100_000 + "\n")
+
+    with pytest.raises(ValueError, match=r"rows\.jsonl, line 2: JSON nested too deeply"):
+        list(iter_rows(str(path), "mobile"))
