@@ -141,6 +141,23 @@ with suite_dag("juhe_test_alert_caps", mobiles="", tpl_id=1):
 
         fails()
 
+# One alert episode: 3 failing tasks, one hour between SMS.
+EPISODE_ALERT = JuheSmsNotifier(
+    mobiles="{{ params.mobiles }}",
+    tpl_id="{{ params.tpl_id }}",
+    tpl_value={"#task#": "{{ ti.task_id }}", "#more#": "{{ suppressed_count }}"},
+    group_key="{{ dag.dag_id }}",
+    repeat_interval=timedelta(hours=1),
+)
+with suite_dag("juhe_test_alert_episode", mobiles="", tpl_id=1):
+    for n in range(3):
+
+        @task(task_id=f"fails_{n}", on_failure_callback=EPISODE_ALERT, retries=0)
+        def fails() -> None:
+            raise ValueError("the task's own error")
+
+        fails()
+
 # -- campaigns: personalised rows, opt-outs, windows, reports, shards ---------------------------------
 
 CAMPAIGN = {

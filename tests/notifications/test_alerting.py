@@ -67,28 +67,29 @@ import sys
 from airflow_provider_juhe.alerting import state
 from tests.dag_runs import run_dag
 state.SETTLE_SECONDS, state.WRITE_WITHIN_SECONDS = 0.02, 60.0  # one run at a time: no racer
-print(run_dag("example_juhe_failure_alert").state)
+print(run_dag("juhe_test_alert_episode", mobiles=sys.argv[1], tpl_id=int(sys.argv[2])).state)
 """
 
 
-def test_episodes_hold_across_processes(on_call, monkeypatch):  # noqa: F811
+def test_episodes_hold_across_processes(sandbox_conn, monkeypatch):
     """Two DAG runs, each in a process of its own (as two workers would be): one SMS."""
+    tpl_id = sandbox_conn.add_template("#task#失败，另有#more#条已合并", "运维")
     for _ in range(2):
         child = subprocess.run(
-            [sys.executable, "-c", CHILD],
+            [sys.executable, "-c", CHILD, "13800138000", str(tpl_id)],
             cwd=REPO,
             env=os.environ.copy(),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
         )
         assert child.stdout.strip().splitlines()[-1] == "failed", child.stderr[-2000:]
-    assert len(on_call.messages()) == 1
+    assert len(sandbox_conn.messages()) == 1
 
     Clock(monkeypatch).now += 10**6  # long after: this process sees what the two children counted
-    assert run_dag("example_juhe_failure_alert").state == "failed"
+    assert run_dag("juhe_test_alert_episode", mobiles="13800138000", tpl_id=tpl_id).state == "failed"
 
-    assert "本条告警代表42次失败" in on_call.messages()[-1]["text"]
+    assert sandbox_conn.messages()[-1]["text"].endswith("另有5条已合并")  # 2 + 3 held back by the children
 
 
 def test_a_page_that_failed_does_not_hold_back_the_next(sandbox_conn):
