@@ -95,6 +95,14 @@ def wait_for(
     )
 
 
+def arrived(what: str, probe: Callable[[], Any], timeout: float) -> bool:
+    """Like :func:`wait_for`, for what a check judges: False on timeout, and the tier goes on."""
+    try:
+        return bool(wait_for(what, probe, timeout))
+    except TimeoutError:
+        return False
+
+
 def read_text(paths: Iterable[Path]) -> str:
     return "".join(path.read_text(errors="replace") for path in paths if path.is_file())
 
@@ -306,6 +314,7 @@ class Templates:
     """The sandbox's approved templates the checks send with."""
 
     alert: int
+    recovery: int
     bulk: int
     campaign: int
     race: int  # its own template, so its own caps record: nothing an earlier alert left counts
@@ -314,19 +323,22 @@ class Templates:
 def configure(airflow: Deployment, sandbox: JuheSandbox) -> Templates:
     """Templates in the sandbox, and the Variables the example DAGs read (from the environment)."""
     alert = sandbox.add_template("#dag#：#task#失败，请处理（本条告警代表#count#次失败）", "运维")
+    recovery = sandbox.add_template("#dag#已恢复，期间合并告警#more#条", "运维")
     campaign = sandbox.add_template(
         "尊敬的#name#，您尾号#card#的信用卡账单#amount#元将于#due_date#到期，请按时还款。", "银行"
     )
     airflow.set_variables(
         juhe_on_call_mobiles=f"{ON_CALL}, 1380013800",
         juhe_alert_tpl_id=str(alert),
-        juhe_recovery_tpl_id=str(sandbox.add_template("#dag#已恢复，期间合并告警#more#条", "运维")),
+        juhe_recovery_tpl_id=str(recovery),
         juhe_reminder_tpl_id=str(sandbox.add_template("您的账单将于#date#到期，请按时还款。", "银行")),
         juhe_repayment_tpl_id=str(campaign),
         juhe_report_folder=(airflow.home / "reports").as_uri(),
     )
     bulk = sandbox.add_template("您的账单已出，请按时还款。", "银行")
-    return Templates(alert, bulk, campaign, sandbox.add_template("#dag#：#task#失败（#more#）", "运维"))
+    return Templates(
+        alert, recovery, bulk, campaign, sandbox.add_template("#dag#：#task#失败（#more#）", "运维")
+    )
 
 
 def check_registration(airflow: Deployment) -> None:
@@ -367,7 +379,7 @@ def check_connection_test(airflow: Deployment, sandbox: JuheSandbox) -> None:
     )
 
 
-def check_examples(airflow: Deployment, sandbox: JuheSandbox) -> dict[str, str]:
+def check_examples(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) -> dict[str, str]:
     """
     Every example DAG triggered without a logical date; the alert example fails once first (20 tasks
     fail together: one SMS), then runs green (one recovery SMS). Returns the run ids, the failed
@@ -392,12 +404,16 @@ def check_examples(airflow: Deployment, sandbox: JuheSandbox) -> dict[str, str]:
     wait_for("the template flow", sensor_state, 150, interval=0.3)
     alert_state = airflow.wait_run("example_juhe_failure_alert", alert_failed)
     # The DAG-level callback runs in the DAG processor once the run has failed: wait for its line.
-    wait_for(
+    arrived(
         "the DAG processor's failure callback",
         lambda: airflow.processor_log_has("example_juhe_failure_alert.py", "Alert 'example_juhe_"),
         60,
     )
-    alerts = [m for m in sandbox.messages() if m["mobiles"] == [ON_CALL]]
+
+    def on_call(tpl_id: int) -> list[dict[str, Any]]:
+        return [m for m in sandbox.messages() if m["mobiles"] == [ON_CALL] and m["tpl_id"] == tpl_id]
+
+    alerts = on_call(templates.alert)
     failed_tasks = sum(ti["state"] == "failed" for ti in airflow.task_instances(EXAMPLES[2], alert_failed))
     check(
         "failure alert, warehouse down (20 tasks fail; task callbacks in workers, DAG callback in the DAG processor)",
@@ -410,14 +426,14 @@ def check_examples(airflow: Deployment, sandbox: JuheSandbox) -> dict[str, str]:
     for dag_id, run_id in runs.items():
         state = airflow.wait_run(dag_id, run_id)
         check(f"{dag_id} triggered without a logical date", state == "success", f"run {state}")
-    wait_for(
-        "the recovery SMS", lambda: len([m for m in sandbox.messages() if m["mobiles"] == [ON_CALL]]) > 1, 60
-    )
-    recoveries = [m for m in sandbox.messages() if m["mobiles"] == [ON_CALL]][1:]
+    arrived("the recovery SMS", lambda: on_call(templates.recovery), 60)
+    recoveries, alerts = on_call(templates.recovery), on_call(templates.alert)
     check(
         "failure alert recovers: one recovery SMS with the held-back count (DAG callback in the DAG processor)",
-        len(recoveries) == 1 and re.search(r"合并告警\d+条", recoveries[0]["text"]) is not None,
-        f"{[m['text'] for m in recoveries]}",
+        len(recoveries) == 1
+        and re.search(r"合并告警\d+条", recoveries[0]["text"]) is not None
+        and len(alerts) == 1,
+        f"recovery SMS {[m['text'] for m in recoveries]}; alert SMS of the episode {len(alerts)}",
     )
     sensor_logs = (airflow.home / "logs" / "dag_id=example_juhe_template_flow").rglob(
         "task_id=wait_for_approval/*"

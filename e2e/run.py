@@ -59,7 +59,7 @@ class LocalDeployment(Deployment):
 
 def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) -> None:
     campaign_run, opens = start_campaign(airflow)
-    check_examples(airflow, sandbox)
+    check_examples(airflow, sandbox, templates)
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
     outcome = killed_send(

@@ -281,7 +281,7 @@ def check_both_workers(airflow: CeleryDeployment) -> None:
 def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) -> None:
     assert isinstance(airflow, CeleryDeployment)
     campaign_run, opens = start_campaign(airflow)
-    runs = check_examples(airflow, sandbox)
+    runs = check_examples(airflow, sandbox, templates)
     check_storm_spread(airflow, runs["alert_storm"])
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
