@@ -74,15 +74,17 @@ test-airflow:
 	test -x $(AF_VENV)/bin/python || $(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/python -m pip install --quiet --upgrade pip
 	nice -n 10 $(AF_VENV)/bin/python -m pip install --quiet -c $(AF_CONSTRAINTS) 'apache-airflow==$(AIRFLOW_VERSION)' -e '.[test]'
-	nice -n 10 $(AF_VENV)/bin/python -m pytest -p no:cacheprovider
+	nice -n 10 $(AF_VENV)/bin/python -m pytest -p no:cacheprovider -n 2
 
-# Resolve a leg afresh (the pins below are the ones today's index needs; see constraints/README.md).
+# Resolve a leg afresh: today's index needs these pins (each constraints file's header says why).
+PINS_3.0.6 := 'fastapi==0.116.1' 'cadwyn<6' 'universal-pathlib<0.3' 'sqlalchemy<2'
+PINS_3.2.2 := 'fastapi==0.156.0' 'sqlalchemy<2.1' 'universal-pathlib<0.3.10'
 constraints:
 	rm -rf $(AF_VENV) && $(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AF_VENV)/bin/python -m pip install --quiet 'apache-airflow==$(AIRFLOW_VERSION)' -e '.[test]' \
-		'sqlalchemy<2.1' 'universal-pathlib<0.3.10' 'fastapi==0.156.0'
-	$(AF_VENV)/bin/python -m pip freeze --exclude-editable > $(AF_CONSTRAINTS)
+	$(AF_VENV)/bin/python -m pip install --quiet 'apache-airflow==$(AIRFLOW_VERSION)' -e '.[test]' $(PINS_$(AIRFLOW_VERSION))
+	$(AF_VENV)/bin/python -m pip freeze --exclude-editable > $(AF_CONSTRAINTS).new
+	@echo "$(AF_CONSTRAINTS).new written: keep the header of $(AF_CONSTRAINTS) and replace the pins below it"
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
