@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ def _dagbag(dag_id: str | None = None):
     Parsed afresh for every run (dag.test() leaves run_conf in the DAG's params): the DAG's own file
     once it is known, the whole folder the first time.
     """
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
 
     if dag_id in _DAG_FILES:
         return DagBag(_DAG_FILES[dag_id])
@@ -128,7 +132,11 @@ def rerun_task(
     ti.try_number += 1
     ti.state = TaskInstanceState.SCHEDULED
     session.commit()
-    _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+    ti.task = dag.task_dict[task_id]
+    if "task" in inspect.signature(_run_task).parameters:
+        _run_task(ti=ti, task=ti.task, run_triggerer=True)
+    else:  # Airflow 3.0 runs the task the task instance carries
+        _run_task(ti=ti, run_triggerer=True)
     session.expire_all()
     ti = session.scalars(query).one()
     state = str(getattr(ti.state, "value", ti.state))

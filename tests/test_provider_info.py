@@ -11,6 +11,7 @@ from pathlib import Path
 
 import airflow
 import jsonschema
+import pytest
 
 from airflow_provider_juhe import get_provider_info
 
@@ -77,3 +78,30 @@ def test_airflow_providers_list_shows_it():
 
     assert listed.returncode == 0, listed.stderr
     assert "airflow-provider-juhe" in [p["package_name"] for p in json.loads(listed.stdout)]
+
+
+def test_the_ui_connection_form_on_this_release():
+    """
+    What the API server's connection form shows: 3.2+ reads the provider info, 3.0/3.1 the hook's
+    ``get_ui_field_behaviour`` / ``get_connection_form_widgets`` (through WTForms, which they need).
+    """
+    pytest.importorskip("wtforms")
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "juhe_sms"]
+    fields = meta.standard_fields
+    assert fields.password.title == "App key"
+    assert fields.login.hidden
+    assert "v.juhe.cn" in fields.host.placeholder
+    assert set(meta.extra_fields) == {"timeout", "max_retries", "max_calls_per_second"}
+    assert meta.extra_fields["max_retries"]["schema"]["type"] == ["integer", "null"]
+
+
+def test_the_classic_form_is_the_declared_one():
+    from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+
+    declared = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+    behaviour = JuheSmsHook.get_ui_field_behaviour()
+    assert behaviour["hidden_fields"] == declared["hidden-fields"]
+    assert behaviour["relabeling"]["password"] == "App key"
+    assert behaviour["placeholders"] == declared["placeholders"]

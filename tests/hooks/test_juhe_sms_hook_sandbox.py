@@ -215,10 +215,10 @@ class TestAppkeyNeverLeaks:
         assert "13800138000" not in caplog.text
 
     def test_registered_with_the_secrets_masker(self, hook, monkeypatch):
-        import airflow.sdk.log
+        from airflow_provider_juhe.hooks import juhe_sms
 
         masked = []
-        monkeypatch.setattr(airflow.sdk.log, "mask_secret", lambda secret, name=None: masked.append(secret))
+        monkeypatch.setattr(juhe_sms, "mask_secret", lambda secret, name=None: masked.append(secret))
 
         hook.list_templates()
 

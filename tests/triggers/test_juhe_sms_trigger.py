@@ -75,6 +75,14 @@ def test_error_event_never_carries_the_key(sandbox_conn, monkeypatch):
     assert "wrong-key-123" not in event["message"]
 
 
+try:
+    from airflow.sdk.execution_time.comms import DeadlockImminentError
+except ImportError:  # before 3.3 the channel has no such check: the stand-in brings its own
+
+    class DeadlockImminentError(RuntimeError):
+        """What 3.3's channel raises on a blocking call from the event loop."""
+
+
 class StrictComms:
     """
     Stands in for the triggerer's supervisor channel: like the real one while an async call is in
@@ -85,8 +93,6 @@ class StrictComms:
         self.async_messages: list[str] = []
 
     def send(self, msg):
-        from airflow.sdk.execution_time.comms import DeadlockImminentError
-
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -99,6 +105,7 @@ class StrictComms:
 
 
 def test_trigger_makes_no_blocking_supervisor_call_on_the_event_loop(sandbox_conn, monkeypatch):
+    import airflow.sdk.log
     from airflow.sdk.execution_time import task_runner
 
     comms = StrictComms()
@@ -108,15 +115,18 @@ def test_trigger_makes_no_blocking_supervisor_call_on_the_event_loop(sandbox_con
     event = first_event(JuheTemplateApprovedTrigger([tpl_id], "juhe_sms_default", poll_interval=0.1))
 
     assert event["status"] == "approved"
-    assert "MaskSecret" in comms.async_messages  # the key was masked through the async channel
+    if hasattr(airflow.sdk.log, "amask_secret"):  # 3.3: the key was masked through the async channel
+        assert "MaskSecret" in comms.async_messages
 
 
 def test_strict_comms_catches_a_blocking_call(monkeypatch):
     """The stand-in is strict: the masking a sync config read does raises on the loop."""
+    import airflow.sdk.log
     from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import DeadlockImminentError
-    from airflow.sdk.log import mask_secret
 
+    mask_secret = getattr(airflow.sdk.log, "mask_secret", None)
+    if mask_secret is None:
+        pytest.skip("Airflow 3.0 masks secrets in the process: no supervisor call to catch")
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", StrictComms(), raising=False)
 
     async def blocking():
