@@ -732,7 +732,7 @@ def run_tier(
         "site-packages" in installed.parts and installed.parent != REPO / "airflow_provider_juhe",
     )
     airflow = None
-    with JuheSandbox(appkey=APPKEY, approve_after=35) as sandbox:  # in review at the sensor.s first look
+    with JuheSandbox(appkey=APPKEY, approve_after=35) as sandbox:  # in review at the sensor's first look
         try:
             airflow = make(home, sandbox)
             templates = configure(airflow, sandbox)
