@@ -41,9 +41,30 @@ __all__ = [
 ]
 
 
+def _hide_traceback_locals() -> None:
+    """
+    Airflow 3.0 prints console tracebacks (``airflow dags test``, ``airflow tasks test``) with each
+    frame's local variables, so a failed send would print the customers' numbers its frames hold;
+    3.1 turned locals off. Do the same here: only whether locals are shown changes.
+    """
+    from structlog.dev import RichTracebackFormatter
+
+    if getattr(RichTracebackFormatter, "_juhe_hides_locals", False):
+        return
+    show = RichTracebackFormatter.__call__
+
+    def call_without_locals(self: RichTracebackFormatter, sio: Any, exc_info: Any) -> None:
+        self.show_locals = False
+        show(self, sio, exc_info)
+
+    RichTracebackFormatter.__call__ = call_without_locals  # type: ignore[method-assign]
+    RichTracebackFormatter._juhe_hides_locals = True  # type: ignore[attr-defined]
+
+
 if AIRFLOW_V_3_1_PLUS:
     BaseNotifier = _SdkBaseNotifier
 else:
+    _hide_traceback_locals()
 
     class BaseNotifier(_SdkBaseNotifier):  # type: ignore[no-redef]
         """
