@@ -101,6 +101,20 @@ def settle(state: Mapping[str, Any] | None, token: str, now: float) -> dict[str,
     return state
 
 
+def confirm(state: Mapping[str, Any] | None, confirmation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Fold in a sender's confirmation of the claim it holds (written beside the episode)."""
+    state = clean_episode(state)
+    claim = state.get("claim")
+    if (
+        claim is not None
+        and isinstance(confirmation, Mapping)
+        and confirmation.get("token") == claim["token"]
+        and _is_time(confirmation.get("at"))
+    ):
+        return settle(state, claim["token"], confirmation["at"])
+    return state
+
+
 def give_back(state: Mapping[str, Any] | None, token: str, count_this_one: bool) -> dict[str, Any]:
     """
     The claimed SMS did not go out: the episode as before the claim, with the count it took (and

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 #: Every Variable this provider writes starts with it.
 VARIABLE_PREFIX = "juhe_sms_"
 #: How long a claimed lock waits for a racing claim to land before it is checked (seconds).
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = 0.5
 #: A lock is claimed only if its read-then-write took less than this; must stay below SETTLE_SECONDS.
-WRITE_WITHIN_SECONDS = 0.5
+WRITE_WITHIN_SECONDS = 0.25
 #: How long a lock is held at most; a holder that died frees it after this (seconds).
 LEASE_SECONDS = 6.0
 #: How long a notification waits for a lock that others hold before it gives up (seconds).
@@ -98,6 +98,19 @@ def update(key: str, change: Callable[[Record | None], tuple[Record | None, T]],
     return result
 
 
+def read(key: str) -> Record | None:
+    """A record read without the lock (see :func:`write`). :raises StateUnavailable:"""
+    return _read(key)
+
+
+def write(key: str, record: Record, description: str) -> None:
+    """
+    Write a record that only one process ever writes at a time, without a lock (a sender's
+    confirmation of the claim it holds). :raises StateUnavailable:
+    """
+    _write(key, record, description)
+
+
 def _lock(key: str, description: str) -> tuple[Record, Callable[[], bool]]:
     """
     Take the lock kept in the record itself (Fischer's algorithm): the record as it is now, and a
@@ -110,7 +123,7 @@ def _lock(key: str, description: str) -> tuple[Record, Callable[[], bool]]:
             raise LockBusy(f"{key} stayed locked for {WAIT_SECONDS:.0f} s")
         record = _read(key) or {}
         if _lease(record).get("until", 0) > clock():
-            time.sleep(random.uniform(0.1, 0.4))
+            time.sleep(random.uniform(0.05, 0.2))
             continue
         token = uuid.uuid4().hex
         _write(key, {**record, LOCK_FIELD: {"token": token, "until": clock() + LEASE_SECONDS}}, description)

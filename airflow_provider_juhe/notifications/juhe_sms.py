@@ -144,7 +144,7 @@ class JuheSmsNotifier(BaseNotifier):
                 # A page that did not go out must not hold back the next one: a duplicate beats a silence.
                 self._update_episode(lambda record: (policy.give_back(record, token, False), None))
             else:
-                self._update_episode(lambda record: (policy.settle(record, token, clock()), None))
+                self._confirm(token)
         if error is None:
             return
         if self.max_per_number and unpaged:
@@ -157,6 +157,8 @@ class JuheSmsNotifier(BaseNotifier):
         """The episode's decision, stored under its lock; None: nothing to send now."""
 
         def decide(record: Record | None) -> tuple[Record, policy.Decision]:
+            if record and "claim" in record:  # an SMS was claimed: its sender may have confirmed it since
+                record = policy.confirm(record, state.read(self._confirmation_key))
             if self.resolve:
                 decision = policy.decide_resolve(record, now)
             else:
@@ -182,6 +184,22 @@ class JuheSmsNotifier(BaseNotifier):
                 decision.state.get("suppressed", 0),
             )
         return None
+
+    @property
+    def _confirmation_key(self) -> str:
+        return state.variable_key("alert", str(self.group_key)) + "_sent"
+
+    def _confirm(self, token: str) -> None:
+        """
+        The claimed SMS went out. Written beside the episode, without its lock, so that a storm of
+        notifications queueing for the lock cannot keep the sender waiting until Airflow kills its
+        process; the next notification folds it into the episode. If this write is lost, the claim
+        expires and a later notification pages again: a duplicate, never a silence.
+        """
+        try:
+            state.write(self._confirmation_key, {"token": token, "at": clock()}, "juhe_sms SMS sent")
+        except state.StateUnavailable:
+            self.log.warning("Could not confirm alert %r's SMS", self.group_key, exc_info=True)
 
     def _claim_seconds(self) -> float:
         """How long a claim may wait for its SMS: the longest the send can take, then it expires."""

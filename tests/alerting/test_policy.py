@@ -183,3 +183,19 @@ def test_numbers_are_keyed_digests():
     import hashlib
 
     assert not hashlib.sha256(b"13800138000").hexdigest().startswith(digest[:16])
+
+
+def test_a_confirmation_beside_the_episode_settles_its_claim_even_after_it_expired():
+    from airflow_provider_juhe.alerting.policy import confirm
+
+    claimed = claim_alert(None, 0.0, HOUR, "sender", CLAIM)
+    confirmed = confirm(claimed.state, {"token": "sender", "at": 1.0})
+    expired_but_sent = claim_alert(
+        confirm(claimed.state, {"token": "sender", "at": 1.0}), CLAIM + 5, HOUR, "n", CLAIM
+    )
+    stale = confirm(claimed.state, {"token": "someone else", "at": 1.0})
+
+    assert confirmed["last_sent"] == 1.0
+    assert "claim" not in confirmed
+    assert expired_but_sent.send is False  # within repeat_interval of the confirmed SMS: no second page
+    assert stale == claimed.state | {"suppressed": 0}

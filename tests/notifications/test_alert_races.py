@@ -100,7 +100,7 @@ def test_a_process_killed_after_its_claim_does_not_silence_the_episode(sandbox, 
     connection = json.loads(sandbox.connection_json())
     connection["extra"] = {"timeout": 1, "max_retries": 0}
     monkeypatch.setenv("AIRFLOW_CONN_JUHE_SMS_DEFAULT", json.dumps(connection))
-    monkeypatch.setattr(notifier_module, "CLAIM_MARGIN_SECONDS", 0.5)  # the claim's bound: ~2 s
+    monkeypatch.setattr(notifier_module, "CLAIM_MARGIN_SECONDS", 4.0)  # the claim's bound: ~5.5 s
     tpl_id = sandbox.add_template("#dag#失败，另有#more#条已合并", "运维")
     alert = {
         "mobiles": PAGED,
