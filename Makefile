@@ -67,8 +67,11 @@ AIRFLOW_VERSION ?= 3.0.6
 AF_VENV = .venv-af-$(AIRFLOW_VERSION)
 AF_CONSTRAINTS = constraints/airflow-$(AIRFLOW_VERSION).txt
 
+# Every leg runs even when one fails; the target fails if any did.
 test-matrix:
-	@for version in $(MATRIX); do $(MAKE) --no-print-directory test-airflow AIRFLOW_VERSION=$$version || exit 1; done
+	@status=0; for version in $(MATRIX); do \
+		$(MAKE) --no-print-directory test-airflow AIRFLOW_VERSION=$$version || status=1; \
+	done; exit $$status
 
 test-airflow:
 	test -x $(AF_VENV)/bin/python || $(PYTHON) -m venv $(AF_VENV)
