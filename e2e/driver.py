@@ -182,7 +182,7 @@ class Deployment:
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
             # The README's setting for DAGs whose many tasks can fail at once: failure callbacks queue
-            # for the alert state's lock (~0.7 s each, slower on a loaded machine) and Airflow's default
+            # for the alert state's lock (~1.2 s each, slower on a loaded machine) and Airflow's default
             # 20 s would kill the last ones, losing their counts.
             "AIRFLOW__CORE__TASK_SUCCESS_OVERTIME": str(TASK_SUCCESS_OVERTIME),
             "AIRFLOW__API__HOST": "127.0.0.1",
