@@ -81,7 +81,7 @@ test-airflow:
 
 # Resolve a leg afresh: today's index needs these pins (each constraints file's header says why).
 PINS_3.0.6 := 'fastapi==0.116.1' 'cadwyn<6' 'universal-pathlib<0.3' 'sqlalchemy<2'
-PINS_3.2.2 := 'fastapi==0.156.0' 'sqlalchemy<2.1' 'universal-pathlib<0.3.10'
+PINS_3.2.2 := 'fastapi==0.156.0' 'svcs<26' 'sqlalchemy<2.1' 'universal-pathlib<0.3.10'
 constraints:
 	rm -rf $(AF_VENV) && $(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/python -m pip install --quiet --upgrade pip
