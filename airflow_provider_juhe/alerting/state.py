@@ -36,11 +36,11 @@ SETTLE_SECONDS = 1.0
 #: A lock is claimed only if its read-then-write took less than this; must stay below SETTLE_SECONDS.
 WRITE_WITHIN_SECONDS = 0.5
 #: How long a lock is held at most; a holder that died frees it after this (seconds).
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = 6.0
 #: How long a notification waits for a lock that others hold before it gives up (seconds).
 WAIT_SECONDS = 120.0
 #: Margin kept between the end of a holder's work and the end of its lease (seconds).
-_LEASE_MARGIN = 5.0
+_LEASE_MARGIN = 2.0
 
 clock = time.time  # wall clock: leases are compared across processes and machines
 
