@@ -185,6 +185,8 @@ class Deployment:
             # for the alert state's lock (~1.2 s each, slower on a loaded machine) and Airflow's default
             # 20 s would kill the last ones, losing their counts.
             "AIRFLOW__CORE__TASK_SUCCESS_OVERTIME": str(TASK_SUCCESS_OVERTIME),
+            # DAG-level callbacks run in the DAG processor and queue for the same lock.
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(TASK_SUCCESS_OVERTIME),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.api,

@@ -29,7 +29,15 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 # writes the others can read (as every component of a deployment shares its configuration).
 os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
+from hypothesis import settings  # noqa: E402
+
 from airflow_provider_juhe.sandbox import JuheSandbox  # noqa: E402
+
+# CI searches the same examples on every run (a failure there is reproducible, never a coin toss);
+# locally each run searches afresh.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 class SleepRecorder:

@@ -38,7 +38,11 @@ def write(folder, name: str, data: bytes, gzipped: bool) -> str:
 @FAST
 @given(
     names=st.lists(
-        cells.filter(lambda c: c != "mobile" and not c.startswith("\ufeff")), max_size=4, unique=True
+        # A column name holding a bare CR is no name: written unquoted (lineterminator "\n"), the csv
+        # module itself reads it as two lines.
+        cells.filter(lambda c: c != "mobile" and not c.startswith("\ufeff") and "\r" not in c),
+        max_size=4,
+        unique=True,
     ),
     data=st.data(),
     at=st.integers(0, 4),
