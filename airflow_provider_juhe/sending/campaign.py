@@ -229,11 +229,12 @@ class Campaign:
                 summary.sent,
                 summary.unknown_count,
             )
-        self._guard(pending, templates)
         if plan.replayed:
             summary.estimated_fee = previous.get("estimated_fee")
-        else:
+            self._guard(pending, templates)
+        else:  # a fresh plan: every batch is pending, so the plan's estimate is the guard's too
             summary.estimated_fee = estimate_fee(plan.batches, templates or {})
+            self._guard(pending, templates, fee=summary.estimated_fee)
             ledger.save_plan(plan, estimated_fee=summary.estimated_fee)
         if window is not None and pending and not window.is_open(now()):
             return self._wait(window, pending, "is closed")
@@ -343,8 +344,12 @@ class Campaign:
         }
         return known or None
 
-    def _guard(self, pending: list[Batch], templates: Templates | None) -> None:
-        """``max_recipients`` and ``max_fee`` over what is left to send, before any call of this try."""
+    def _guard(self, pending: list[Batch], templates: Templates | None, fee: int | None = None) -> None:
+        """
+        ``max_recipients`` and ``max_fee`` over what is left to send, before any call of this try.
+
+        :param fee: the estimate of ``pending`` when already known.
+        """
         numbers = sum(len(batch.mobiles) for batch in pending)
         if self.max_recipients is not None and numbers > self.max_recipients:
             raise JuheInputError(
@@ -352,7 +357,7 @@ class Campaign:
                 "nothing was sent"
             )
         if self.max_fee is not None:
-            fee = estimate_fee(pending, templates or {})
+            fee = estimate_fee(pending, templates or {}) if fee is None else fee
             if fee > self.max_fee:
                 raise JuheInputError(
                     f"max_fee: the estimated fee of what is left to send, {fee} ({numbers} number(s)), "
