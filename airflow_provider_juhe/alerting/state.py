@@ -7,12 +7,15 @@ talk to the API server through the task SDK's supervisor channel. Where that cha
 (DAG-level callbacks under ``dag.test()``), the task SDK's ``Variable.get`` quietly returns its
 default, so the process's own metadata-DB access is used instead.
 
-Variables have no compare-and-set, so each record carries its own lock, taken by Fischer's timed
-mutual exclusion: read the record unlocked, write it back with a fresh token, wait
-:data:`SETTLE_SECONDS`, and hold the lock only if the token is still there; the update's own write
-releases it. It is safe as long as every process writes within ``WRITE_WITHIN_SECONDS`` of reading
-(less than ``SETTLE_SECONDS``): a process that took longer does not enter, and lets its lease lapse.
-The lease also frees, after :data:`LEASE_SECONDS`, the lock of a holder that died.
+Variables have no compare-and-set, so each record has a lock Variable beside it, taken by Fischer's
+timed mutual exclusion: read the lock free, write a fresh token into it, wait
+:data:`SETTLE_SECONDS`, and hold it only if the token is still there. A process enters only if its
+token landed within ``WRITE_WITHIN_SECONDS`` (at most ``SETTLE_SECONDS``) of its read, so any racer
+that read the lock free before has landed its own token by the time it looks again. Only the
+holder writes the record, so a late token write costs time, never an update. A lease frees the lock
+of a holder that died after :data:`LEASE_SECONDS`; the holder writes only with a margin left on it.
+Waiters back off, and skip a write after a slow read: a storm's polling must not slow the calls
+enough that every token lands too late and nobody enters.
 """
 
 from __future__ import annotations
@@ -33,20 +36,27 @@ log = logging.getLogger(__name__)
 VARIABLE_PREFIX = "juhe_sms_"
 #: How long a claimed lock waits for a racing claim to land before it is checked (seconds).
 SETTLE_SECONDS = 1.0
-#: A lock is claimed only if its read-then-write took less than this; must stay below SETTLE_SECONDS.
-WRITE_WITHIN_SECONDS = 0.5
+#: A lock is claimed only if its read-then-write took less than this; at most SETTLE_SECONDS.
+WRITE_WITHIN_SECONDS = 1.0
 #: How long a lock is held at most; a holder that died frees it after this (seconds).
-LEASE_SECONDS = 6.0
+LEASE_SECONDS = 8.0
 #: How long a notification waits for a lock that others hold before it gives up (seconds).
 WAIT_SECONDS = 120.0
-#: Margin kept between the end of a holder's work and the end of its lease (seconds).
+#: The shortest and the longest wait between two looks at a lock others hold (seconds).
+_POLL_SECONDS = (0.25, 4.0)
+#: How long a holder usually keeps a lock after its settle: two reads and two writes (seconds).
+_HOLD_SECONDS = 0.5
+#: The holder's last write starts this long before its lease ends: a write that lands up to this
+#: plus SETTLE_SECONDS late still lands before any next holder reads (seconds).
 _LEASE_MARGIN = 2.0
 
 clock = time.time  # wall clock: leases are compared across processes and machines
 
 T = TypeVar("T")
 Record = dict[str, Any]
-#: The field of a record that holds its lock: ``{"token", "until"}``.
+#: A record's lock is the Variable of the record's key and this suffix: ``{"token", "until"}``.
+LOCK_SUFFIX = "_lock"
+#: Where records written by earlier versions kept their lock; dropped when read.
 LOCK_FIELD = "lock"
 
 
@@ -78,24 +88,30 @@ def update(key: str, change: Callable[[Record | None], tuple[Record | None, T]],
 
     :raises LockBusy: others held the lock for :data:`WAIT_SECONDS`.
     """
+    lock = f"{key}{LOCK_SUFFIX}"
     try:
-        record, still_held = _lock(key, description)
+        still_held = _lock(lock, description)
     except StateUnavailable:
         log.warning("Alert state %s cannot be used; paging as if none were kept", key, exc_info=True)
         return change(None)[1]
     try:
-        changed, result = change(record or None)
-    except BaseException:
+        try:
+            record = _read(key)
+        except StateUnavailable:
+            log.warning("Alert state %s cannot be read; paging as if none were kept", key, exc_info=True)
+            return change(None)[1]
+        changed, result = change({k: v for k, v in (record or {}).items() if k != LOCK_FIELD} or None)
+        if not still_held():  # paused past the lease: another may hold the lock now
+            raise LockBusy(f"the lock of {key} lapsed before its update was written")
+        if changed is not None:
+            try:
+                _write_held(key, changed, description, still_held)
+            except StateUnavailable:  # the decision stands: a page matters more than its bookkeeping
+                log.warning("Could not store alert state %s", key, exc_info=True)
+        return result
+    finally:
         with contextlib.suppress(StateUnavailable):
-            _release(key, record, description, still_held)
-        raise
-    if not still_held():  # paused past the lease: another may hold the lock now
-        raise LockBusy(f"the lock of {key} lapsed before its update was written")
-    try:
-        _release(key, record if changed is None else changed, description, still_held)
-    except StateUnavailable:  # the decision stands: a page matters more than its bookkeeping
-        log.warning("Could not store alert state %s", key, exc_info=True)
-    return result
+            _write_held(lock, {}, f"{description} (lock)", still_held)
 
 
 def read(key: str) -> Record | None:
@@ -111,38 +127,56 @@ def write(key: str, record: Record, description: str) -> None:
     _write(key, record, description)
 
 
-def _lock(key: str, description: str) -> tuple[Record, Callable[[], bool]]:
+def _lock(lock: str, description: str) -> Callable[[], bool]:
     """
-    Take the lock kept in the record itself (Fischer's algorithm): the record as it is now, and a
-    check that the lease still has its margin left.
+    Take the lock kept in the Variable ``lock`` (Fischer's algorithm); return a check that its lease
+    still has its margin left.
     """
     give_up = time.monotonic() + WAIT_SECONDS
+    pause = _Backoff()
     while True:
         began = time.monotonic()
         if began > give_up:
-            raise LockBusy(f"{key} stayed locked for {WAIT_SECONDS:.0f} s")
-        record = _read(key) or {}
-        if _lease(record).get("until", 0) > clock():
-            time.sleep(random.uniform(0.05, 0.2))
+            raise LockBusy(f"{lock} stayed locked for {WAIT_SECONDS:.0f} s")
+        until = _lease(_read(lock)).get("until", 0)
+        if until > clock():
+            # Look again when its holder should be done (spread out, so that few racers meet there).
+            pause(until - LEASE_SECONDS + SETTLE_SECONDS + _HOLD_SECONDS - clock())
+            continue
+        if time.monotonic() - began > WRITE_WITHIN_SECONDS / 2:
+            pause()  # a slow read: its write would likely come too late
             continue
         token = uuid.uuid4().hex
-        _write(key, {**record, LOCK_FIELD: {"token": token, "until": clock() + LEASE_SECONDS}}, description)
+        leased = time.monotonic()  # the lease runs from before its write: the holder's view is the safe one
+        _write(lock, {"token": token, "until": clock() + LEASE_SECONDS}, f"{description} (lock)")
         if time.monotonic() - began > WRITE_WITHIN_SECONDS:
             continue  # too slow to be sure no racer entered meanwhile: the lease lapses instead
         time.sleep(SETTLE_SECONDS)
-        acquired = time.monotonic()
-        record = _read(key) or {}
-        if _lease(record).get("token") == token:
+        if _lease(_read(lock)).get("token") == token:
             break
 
     def still_held() -> bool:
-        return time.monotonic() - acquired < LEASE_SECONDS - _LEASE_MARGIN
+        return time.monotonic() - leased < LEASE_SECONDS - _LEASE_MARGIN
 
-    return {k: v for k, v in record.items() if k != LOCK_FIELD}, still_held
+    return still_held
 
 
-def _release(key: str, record: Record, description: str, still_held: Callable[[], bool]) -> None:
-    """Write the record without its lock; past the lease another may hold it, so write nothing."""
+class _Backoff:
+    """
+    Waits between looks at a busy lock, growing to :data:`_POLL_SECONDS`'s longest: under a storm,
+    polling faster only slows every process's calls, and slow calls keep everyone out of the lock.
+    """
+
+    def __init__(self) -> None:
+        self.longest = _POLL_SECONDS[0]
+
+    def __call__(self, at_least: float = 0.0) -> None:
+        time.sleep(min(max(at_least, 0.0), LEASE_SECONDS) + random.uniform(self.longest / 2, self.longest))
+        self.longest = min(self.longest * 2, _POLL_SECONDS[1])
+
+
+def _write_held(key: str, record: Record, description: str, still_held: Callable[[], bool]) -> None:
+    """Write under the lock; past the lease another may hold it, so write nothing."""
     if still_held():
         _write(key, record, description)
         if not still_held():  # the write took the margin: it may have landed after the lease ended
@@ -153,11 +187,10 @@ def _release(key: str, record: Record, description: str, still_held: Callable[[]
             )
 
 
-def _lease(record: Record) -> dict[str, Any]:
-    """The record's lock, or none when it is missing or damaged (a damaged lock must not lock forever)."""
-    lease = record.get(LOCK_FIELD)
-    if isinstance(lease, dict) and isinstance(lease.get("until"), (int, float)):
-        return lease
+def _lease(lock: Record | None) -> dict[str, Any]:
+    """A lock's lease, or none when it is missing or damaged (a damaged lock must not lock forever)."""
+    if isinstance(lock, dict) and isinstance(lock.get("until"), (int, float)):
+        return lock
     return {}
 
 

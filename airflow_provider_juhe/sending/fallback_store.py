@@ -156,6 +156,7 @@ def sweep(before: date) -> int:
             _delete(name)
             deleted += 1
         _delete(index_key)
+        _delete(index_key + state.LOCK_SUFFIX)
         state._write(
             SWEPT_KEY, {"through": day.isoformat()}, "Juhe SMS send ledgers deleted through this day"
         )
