@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_juhe._compat import AirflowFailException
 from airflow_provider_juhe.exceptions import JuheError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+from airflow_provider_juhe.operators.rendering import PersonalFieldsMixin
 from airflow_provider_juhe.sending.campaign import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_WORKERS,
@@ -23,16 +24,10 @@ from airflow_provider_juhe.sending.campaign import (
 )
 from airflow_provider_juhe.sending.fallback_store import ledger_store
 from airflow_provider_juhe.sending.plan import validate_batching
-from airflow_provider_juhe.sending.recipients import is_location, masked_view
 from airflow_provider_juhe.sending.window import now
 
-if TYPE_CHECKING:
-    import jinja2
 
-_TEMPLATE_MARKS = ("{{", "{%", "{#")
-
-
-class JuheBaseOperator(BaseOperator):
+class JuheBaseOperator(PersonalFieldsMixin, BaseOperator):
     """
     Shared by the Juhe operators: the connection, the hook, and failing without retries on auth errors
     and bad input.
@@ -42,13 +37,9 @@ class JuheBaseOperator(BaseOperator):
 
     ui_color = "#e8f4ff"
 
-    #: Template fields that may hold customers' numbers (and values): masked once rendered.
-    personal_fields: ClassVar[tuple[str, ...]] = ()
-
     def __init__(self, *, juhe_conn_id: str = JuheSmsHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.juhe_conn_id = juhe_conn_id
-        self._inputs: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> JuheSmsHook:
@@ -64,50 +55,6 @@ class JuheBaseOperator(BaseOperator):
 
     def call_juhe(self, context: Context) -> Any:
         raise NotImplementedError
-
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        # The one rendering step of mapped and unmapped tasks alike.
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self:
-            self._mask_personal_fields()
-
-    def _mask_personal_fields(self) -> None:
-        """
-        Keep rendered numbers and rows for ``execute`` and leave a masked description in their place:
-        Airflow stores and shows the task's rendered fields from these attributes.
-        """
-        for name in self.personal_fields:
-            value = getattr(self, name)
-            if (
-                name not in self._inputs
-                and value is not None
-                and not (name != "mobiles" and is_location(value))
-            ):
-                self._inputs[name] = value
-                setattr(self, name, masked_view(value, getattr(self, "mobile_field", "mobile")))
-
-    def _input(self, name: str) -> Any:
-        """A personal field's rendered value (or the attribute, when nothing was rendered)."""
-        return self._inputs.get(name, getattr(self, name))
-
-    def render_template(
-        self,
-        content: Any,
-        context: Context,
-        jinja_env: jinja2.Environment | None = None,
-        seen_oids: set[int] | None = None,
-    ) -> Any:
-        # A literal list of 100,000 numbers would otherwise be compiled by Jinja one string at a time.
-        if _holds_no_template(content):
-            return content
-        return super().render_template(content, context, jinja_env, seen_oids)
 
 
 class JuheSubmitTemplateOperator(JuheBaseOperator):
@@ -314,18 +261,3 @@ class JuheSendSmsOperator(JuheBaseOperator):
         if failure.final:
             raise AirflowFailException(failure.message)
         raise JuheError(failure.message)  # a retry sends what surely was not sent, and only that
-
-
-def _holds_no_template(content: Any) -> bool:
-    """A string, or a list/tuple of strings, numbers and flat rows of them, without any Jinja syntax."""
-    if isinstance(content, str):
-        return not any(mark in content for mark in _TEMPLATE_MARKS)
-    if type(content) in (list, tuple):
-        return all(
-            _plain(item) or (type(item) is dict and all(map(_plain, item.values()))) for item in content
-        )
-    return False
-
-
-def _plain(item: Any) -> bool:
-    return item is None or isinstance(item, (int, float)) or (isinstance(item, str) and "{" not in item)
