@@ -68,6 +68,34 @@ def sandbox_conn(sandbox, monkeypatch):
     return sandbox
 
 
+@pytest.fixture
+def task_output(capfd, caplog, monkeypatch):
+    """
+    What DAG runs printed, logged and raised so far, as one text. Airflow 3.3's ``dag.test()`` prints
+    a task's log lines, its error included, on the console; 3.0's logs no task error at all, so the
+    errors the Juhe operators raise are recorded here as well.
+    """
+    from airflow_provider_juhe.operators.juhe_sms import JuheBaseOperator
+
+    raised: list[str] = []
+    execute = JuheBaseOperator.execute
+
+    def recording_execute(self, context):
+        try:
+            return execute(self, context)
+        except Exception as error:
+            raised.append(f"{type(error).__name__}: {error}")
+            raise
+
+    monkeypatch.setattr(JuheBaseOperator, "execute", recording_execute)
+
+    def read() -> str:
+        out, err = capfd.readouterr()
+        return "\n".join([out, err, caplog.text, *raised])
+
+    return read
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated SQLite metadata DB, once per session, for real DAG runs."""

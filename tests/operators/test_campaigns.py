@@ -343,7 +343,7 @@ def test_a_dry_run_counts_the_parts_of_each_rendered_text(sandbox_conn):
         ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone"),
     ],
 )
-def test_bad_input_fails_before_any_send_without_retries(sandbox_conn, tmp_path, capfd, params, named):
+def test_bad_input_fails_before_any_send_without_retries(sandbox_conn, tmp_path, task_output, params, named):
     tpl_id = sandbox_conn.add_template("通知#name#", "银行")
     no_mobile = tmp_path / "customers.csv"
     no_mobile.write_text("phone,name\n13800000001,王芳\n")
@@ -374,9 +374,9 @@ def test_bad_input_fails_before_any_send_without_retries(sandbox_conn, tmp_path,
     assert result.state == "failed"
     assert result.tries["send"] == 1  # retries=2 in the DAG: none used
     assert sandbox_conn.calls() == [] or all("send.php" not in c["path"] for c in sandbox_conn.calls())
-    output = capfd.readouterr()
-    assert named in output.out + output.err
-    assert "13800000001" not in output.out + output.err
+    output = task_output()
+    assert named in output
+    assert "13800000001" not in output
 
 
 def test_the_calls_listed_in_xcom_are_capped_and_counted(sandbox_conn):
@@ -457,7 +457,7 @@ def _customers_file(tmp_path) -> str:
     ],
 )
 def test_text_that_is_no_source_fails_before_any_request_with_numbers_masked(
-    sandbox_conn, tmp_path, capfd, dag_id, params, field_name
+    sandbox_conn, tmp_path, task_output, dag_id, params, field_name
 ):
     tpl_id = sandbox_conn.add_template("通知#name#", "银行")
     conf = {"tpl_id": tpl_id, **params}
@@ -469,7 +469,7 @@ def test_text_that_is_no_source_fails_before_any_request_with_numbers_masked(
     assert result.state == "failed"
     assert result.tries["send"] == 1  # retries=2 in the DAG: none used
     assert sandbox_conn.calls() == []  # not even the template list
-    output = "".join(capfd.readouterr())
+    output = task_output()
     assert f"{field_name}: neither numbers, rows nor a path" in output
     assert "139****5670" in output
     (stored,) = rendered_fields(result.run_id, "send")

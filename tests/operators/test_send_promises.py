@@ -88,7 +88,7 @@ def test_batch_size_edited_between_tries_is_ignored_by_the_replay(sandbox_conn):
     assert_every_number_once(second.xcom("send"))
 
 
-def test_changed_recipients_between_tries_fail_without_sending(sandbox_conn, capfd):
+def test_changed_recipients_between_tries_fail_without_sending(sandbox_conn, task_output):
     templates = {"all": sandbox_conn.add_template("通知", "银行")}
     sandbox_conn.inject("error", error_code=228806, path="send.php")
     when = a_date(3)
@@ -102,10 +102,10 @@ def test_changed_recipients_between_tries_fail_without_sending(sandbox_conn, cap
 
     assert second.state == "failed"
     assert sandbox_conn.messages() == []
-    assert "recipients changed since an earlier try" in "".join(capfd.readouterr())
+    assert "recipients changed since an earlier try" in task_output()
 
 
-def test_stringified_list_fails_at_once_naming_the_cause(sandbox_conn, capfd):
+def test_stringified_list_fails_at_once_naming_the_cause(sandbox_conn, task_output):
     tpl_id = sandbox_conn.add_template("通知", "银行")
 
     result = run_dag("juhe_test_send_text", mobiles=["13900000001", "15900000002"], tpl_id=tpl_id)
@@ -113,12 +113,12 @@ def test_stringified_list_fails_at_once_naming_the_cause(sandbox_conn, capfd):
     assert result.state == "failed"
     assert result.tries["send"] == 1
     assert sandbox_conn.calls() == []
-    log = "".join(capfd.readouterr())
+    log = task_output()
     assert "list rendered to its text form" in log
     assert "13900000001" not in log  # numbers are masked in the error
 
 
-def test_unreadable_reply_after_a_send_is_unknown_with_its_sid(requests_mock, monkeypatch, capfd):
+def test_unreadable_reply_after_a_send_is_unknown_with_its_sid(requests_mock, monkeypatch, task_output):
     monkeypatch.setenv(
         "AIRFLOW_CONN_JUHE_SMS_DEFAULT",
         json.dumps({"conn_type": "juhe_sms", "host": "http://juhe.invalid", "password": "k"}),
@@ -139,7 +139,7 @@ def test_unreadable_reply_after_a_send_is_unknown_with_its_sid(requests_mock, mo
     summary = result.xcom("send")
     assert summary["unknown"] == ["13100001111", "13800138000"]
     assert summary["failed"] == []
-    assert "sid 20260301000000000000000001" in "".join(capfd.readouterr())
+    assert "sid 20260301000000000000000001" in task_output()
 
 
 CHILD = """

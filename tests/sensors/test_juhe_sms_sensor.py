@@ -67,7 +67,7 @@ def _airflow_before(version: str) -> bool:
 
 
 def test_deferrable_mode_checks_once_then_waits_in_the_trigger(sandbox_conn, monkeypatch):
-    sandbox_conn.state.approve_after = 3  # after the DAG file parsing and the first poke
+    sandbox_conn.state.approve_after = 3600  # approved only once the trigger runs (below)
     tpl_id = sandbox_conn.add_template("验证码#code#", state=2)
     runs = []
     original_run = JuheTemplateApprovedTrigger.run
@@ -75,6 +75,10 @@ def test_deferrable_mode_checks_once_then_waits_in_the_trigger(sandbox_conn, mon
 
     async def recording_run(self):
         runs.append(self.serialize())
+        # Approved while the task waits in the trigger, after a few of its looks (a fixed delay from
+        # the DAG run's start raced the parsing and the first poke on a loaded machine).
+        sandbox_conn.state.approve_after = 0.5
+        sandbox_conn.set_template_state(tpl_id, 2)
         async for event in original_run(self):
             runs.append(event.payload["status"])
             yield event
