@@ -75,9 +75,12 @@ def _holds_no_template(content: Any) -> bool:
     if isinstance(content, str):
         return not any(mark in content for mark in _TEMPLATE_MARKS)
     if type(content) in (list, tuple):
-        return all(
-            _plain(item) or (type(item) is dict and all(map(_plain, item.values()))) for item in content
-        )
+        try:  # a list of strings (100,000 numbers): one look at them joined
+            return "{" not in "".join(content)
+        except TypeError:
+            return all(
+                _plain(item) or (type(item) is dict and all(map(_plain, item.values()))) for item in content
+            )
     return False
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_provider_juhe.sending.ledger import InMemoryStateStore, SendLedger
-from airflow_provider_juhe.sending.plan import PlanChangedError, SendPlan, carrier_overrides
+from airflow_provider_juhe.sending.plan import PlanChangedError, SendPlan, carrier_overrides, digest
 
 TEMPLATES = {"all": 1, "mobile": 2, "unicom": 3, "telecom": 4}
 NUMBERS = [f"138{i:08d}" for i in range(25)] + [f"131{i:08d}" for i in range(5)]
@@ -113,3 +116,22 @@ def test_a_changed_value_of_one_row_is_named():
 
     with pytest.raises(PlanChangedError, match=r"^values changed"):
         make(NUMBERS, values={**values, NUMBERS[3]: b"#name#\x1eB"}, previous=first.record)
+
+
+def _digest_item_by_item(*parts):
+    """The fingerprint as earlier versions computed it, one update per text: plans they left must replay."""
+    sha = hashlib.sha256()
+    for part in parts:
+        for text in [part] if isinstance(part, str) else part:
+            sha.update(text if isinstance(text, bytes) else text.encode())
+            sha.update(b"\x1f")
+        sha.update(b"\x1e")
+    return sha.hexdigest()[:24]
+
+
+texts = st.one_of(st.text(), st.binary())
+
+
+@given(st.lists(st.one_of(st.text(), st.lists(texts), st.lists(texts).map(tuple)), max_size=4))
+def test_the_fingerprint_is_the_one_earlier_versions_wrote(parts):
+    assert digest(*parts) == _digest_item_by_item(*parts)
