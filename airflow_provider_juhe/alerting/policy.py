@@ -19,6 +19,9 @@ from typing import Any
 
 #: The rolling windows ``max_per_number`` may cap, in seconds.
 CAP_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
+#: How far ahead of this clock a remembered time may lie (another worker's clock); further, it is
+#: damaged and dropped: a time a day ahead would otherwise hold back every page for a day.
+FUTURE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def decide_alert(
     SMS went out; :func:`give_back` (or its expiry after ``claim_seconds``, should its process die)
     restores them, so that a claim never silences an episode.
     """
-    state = expire_claim(state, now)
+    state = expire_claim(state, now, claim_seconds)
     last_sent = state.get("last_sent")
     held = "claim" in state or (
         repeat_interval is not None
@@ -81,11 +84,17 @@ def decide_resolve(state: Mapping[str, Any] | None, now: float) -> Decision:
     return Decision(True, state.get("suppressed", 0), {"open": False, "resolved": now, "suppressed": 0})
 
 
-def expire_claim(state: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
-    """An episode whose claim outlived its bound (its process died): as before the claim, count kept."""
-    state = clean_episode(state)
+def expire_claim(
+    state: Mapping[str, Any] | None, now: float, claim_seconds: float | None = None
+) -> dict[str, Any]:
+    """
+    An episode whose claim outlived its bound (its process died), or whose bound lies further ahead
+    than ``claim_seconds`` allows (damaged): as before the claim, count kept.
+    """
+    state = clean_episode(state, now)
     claim = state.get("claim")
-    if isinstance(claim, Mapping) and claim.get("until", 0) > now:
+    longest = now + (claim_seconds if claim_seconds is not None else math.inf) + FUTURE_SECONDS
+    if isinstance(claim, Mapping) and now < claim.get("until", 0) <= longest:
         return state
     state.pop("claim", None)
     return _restored(state, claim) if isinstance(claim, Mapping) else state
@@ -137,10 +146,11 @@ def _restored(state: dict[str, Any], claim: Mapping[str, Any]) -> dict[str, Any]
     return restored
 
 
-def clean_episode(state: Any) -> dict[str, Any]:
+def clean_episode(state: Any, now: float | None = None) -> dict[str, Any]:
     """
     An episode record with every field of the right type; a field that is not (a record damaged by
-    hand, or by another version) is dropped, so that a bad record can never silence paging.
+    hand, or by another version) is dropped, so that a bad record can never silence paging. Given
+    ``now``, so is a time more than :data:`FUTURE_SECONDS` ahead of it.
     """
     state = dict(state) if isinstance(state, Mapping) else {}
     clean: dict[str, Any] = {
@@ -149,7 +159,7 @@ def clean_episode(state: Any) -> dict[str, Any]:
     if isinstance(state.get("open"), bool):
         clean["open"] = state["open"]
     for name in ("opened", "last_sent", "resolved"):
-        if _is_time(state.get(name)):
+        if _is_time(state.get(name)) and (now is None or state[name] <= now + FUTURE_SECONDS):
             clean[name] = state[name]
     clean["suppressed"] = _count(state.get("suppressed"))
     claim = state.get("claim")
@@ -158,7 +168,7 @@ def clean_episode(state: Any) -> dict[str, Any]:
             "token": claim["token"],
             "until": claim["until"],
             "count": _count(claim.get("count")),
-            "was": clean_episode(claim.get("was")) if isinstance(claim.get("was"), Mapping) else {},
+            "was": clean_episode(claim.get("was"), now) if isinstance(claim.get("was"), Mapping) else {},
         }
         clean["claim"]["was"].pop("suppressed", None)
     return clean
@@ -180,7 +190,12 @@ def clean_caps(state: Any) -> dict[str, Any]:
 
 
 def _is_time(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _count(value: Any) -> int:
@@ -238,7 +253,10 @@ def admit(
     """Page each number only if no window of ``limits`` is full for it; count the refusals."""
     horizon = max(CAP_WINDOWS[window] for window in limits)
     records = {
-        key: {"sent": [t for t in record["sent"] if now - t < horizon], "skipped": record["skipped"]}
+        key: {
+            "sent": [t for t in record["sent"] if now - horizon < t <= now + FUTURE_SECONDS],
+            "skipped": record["skipped"],
+        }
         for key, record in clean_caps(state).items()
     }
     allowed: dict[str, int] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import sys
 import time
@@ -39,7 +40,9 @@ SETTLE_SECONDS = 1.0
 #: A lock is claimed only if its read-then-write took less than this; at most SETTLE_SECONDS.
 WRITE_WITHIN_SECONDS = 1.0
 #: How long a lock is held at most; a holder that died frees it after this (seconds).
-LEASE_SECONDS = 8.0
+LEASE_SECONDS = 10.0
+#: How far workers' clocks may disagree: a lease further ahead than this is taken for a damaged one.
+CLOCK_SKEW_SECONDS = 2.0
 #: How long a notification waits for a lock that others hold before it gives up (seconds).
 WAIT_SECONDS = 120.0
 #: The shortest and the longest wait between two looks at a lock others hold (seconds).
@@ -48,7 +51,7 @@ _POLL_SECONDS = (0.25, 4.0)
 _HOLD_SECONDS = 0.5
 #: The holder's last write starts this long before its lease ends: a write that lands up to this
 #: plus SETTLE_SECONDS late still lands before any next holder reads (seconds).
-_LEASE_MARGIN = 2.0
+_LEASE_MARGIN = 4.0
 
 clock = time.time  # wall clock: leases are compared across processes and machines
 
@@ -89,29 +92,32 @@ def update(key: str, change: Callable[[Record | None], tuple[Record | None, T]],
     :raises LockBusy: others held the lock for :data:`WAIT_SECONDS`.
     """
     lock = f"{key}{LOCK_SUFFIX}"
-    try:
-        still_held = _lock(lock, description)
-    except StateUnavailable:
-        log.warning("Alert state %s cannot be used; paging as if none were kept", key, exc_info=True)
-        return change(None)[1]
-    try:
+    give_up = time.monotonic() + WAIT_SECONDS
+    while True:
         try:
-            record = _read(key)
+            still_held = _lock(lock, description, give_up)
         except StateUnavailable:
-            log.warning("Alert state %s cannot be read; paging as if none were kept", key, exc_info=True)
+            log.warning("Alert state %s cannot be used; paging as if none were kept", key, exc_info=True)
             return change(None)[1]
-        changed, result = change({k: v for k, v in (record or {}).items() if k != LOCK_FIELD} or None)
-        if not still_held():  # paused past the lease: another may hold the lock now
-            raise LockBusy(f"the lock of {key} lapsed before its update was written")
-        if changed is not None:
+        try:
             try:
-                _write_held(key, changed, description, still_held)
-            except StateUnavailable:  # the decision stands: a page matters more than its bookkeeping
-                log.warning("Could not store alert state %s", key, exc_info=True)
-        return result
-    finally:
-        with contextlib.suppress(StateUnavailable):
-            _write_held(lock, {}, f"{description} (lock)", still_held)
+                record = _read(key)
+            except StateUnavailable:
+                log.warning("Alert state %s cannot be read; paging as if none were kept", key, exc_info=True)
+                return change(None)[1]
+            changed, result = change({k: v for k, v in (record or {}).items() if k != LOCK_FIELD} or None)
+            if still_held():
+                if changed is not None:
+                    try:
+                        _write_held(key, changed, description, still_held)
+                    except StateUnavailable:  # the decision stands: a page matters more than its bookkeeping
+                        log.warning("Could not store alert state %s", key, exc_info=True)
+                return result
+        finally:
+            with contextlib.suppress(StateUnavailable):
+                _write_held(lock, {}, f"{description} (lock)", still_held)
+        # Slow calls outlasted the lease: another may hold the lock now. Decide again, under it.
+        log.warning("Alert state %s: the lock's lease ran out before the update was written; again", key)
 
 
 def read(key: str) -> Record | None:
@@ -127,12 +133,11 @@ def write(key: str, record: Record, description: str) -> None:
     _write(key, record, description)
 
 
-def _lock(lock: str, description: str) -> Callable[[], bool]:
+def _lock(lock: str, description: str, give_up: float) -> Callable[[], bool]:
     """
-    Take the lock kept in the Variable ``lock`` (Fischer's algorithm); return a check that its lease
-    still has its margin left.
+    Take the lock kept in the Variable ``lock`` (Fischer's algorithm) before ``give_up`` (monotonic);
+    return a check that its lease still has its margin left.
     """
-    give_up = time.monotonic() + WAIT_SECONDS
     pause = _Backoff()
     while True:
         began = time.monotonic()
@@ -188,10 +193,20 @@ def _write_held(key: str, record: Record, description: str, still_held: Callable
 
 
 def _lease(lock: Record | None) -> dict[str, Any]:
-    """A lock's lease, or none when it is missing or damaged (a damaged lock must not lock forever)."""
-    if isinstance(lock, dict) and isinstance(lock.get("until"), (int, float)):
-        return lock
-    return {}
+    """
+    A lock's lease, or none when it is missing or damaged: a damaged lock must not lock forever, nor
+    one whose end lies further ahead than a lease can (set by hand, or by a clock far ahead).
+    """
+    until = lock.get("until") if isinstance(lock, dict) else None
+    if not isinstance(until, (int, float)) or isinstance(until, bool):
+        return {}
+    try:
+        until = float(until)
+    except OverflowError:
+        return {}
+    if not math.isfinite(until) or until > clock() + LEASE_SECONDS + CLOCK_SKEW_SECONDS:
+        return {}
+    return {**lock, "until": until}
 
 
 def _read(key: str) -> dict[str, Any] | None:

@@ -158,7 +158,11 @@ class JuheSmsNotifier(BaseNotifier):
 
         def decide(record: Record | None) -> tuple[Record, policy.Decision]:
             if record and "claim" in record:  # an SMS was claimed: its sender may have confirmed it since
-                record = policy.confirm(record, state.read(self._confirmation_key))
+                try:
+                    confirmation = state.read(self._confirmation_key)
+                except state.StateUnavailable:  # unreadable (or damaged): the claim expires in time
+                    confirmation = None
+                record = policy.confirm(record, confirmation)
             if self.resolve:
                 decision = policy.decide_resolve(record, now)
             else:

@@ -120,3 +120,26 @@ def test_an_overloaded_server_costs_counts_never_a_lost_update(loaded_server):
     assert all(isinstance(error, state.LockBusy) for error in gave_up)
     assert server.read("juhe_sms_alert_x")["n"] == 20 - len(gave_up)
     assert len(gave_up) < 10
+
+
+def test_an_update_whose_lease_ran_out_is_decided_again_not_dropped(loaded_server, monkeypatch):
+    """
+    Found by review: alone on a slow server, a record read that outlasted the lease raised LockBusy,
+    and the episode's first alert was neither sent nor counted. It is decided again under the lock.
+    """
+    server = loaded_server(0.0, 0.0, 5)
+    reads = []
+
+    def slow_first_record_read(key):
+        if key == "juhe_sms_alert_x":
+            reads.append(key)
+            if len(reads) == 1:
+                time.sleep(state.LEASE_SECONDS)
+        return server.read(key)
+
+    monkeypatch.setattr(state, "_read", slow_first_record_read)
+
+    assert _storm(1) == []
+
+    assert server.read("juhe_sms_alert_x")["n"] == 1
+    assert len(reads) == 2

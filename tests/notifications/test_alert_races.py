@@ -15,8 +15,10 @@ from datetime import timedelta
 import pytest
 
 from airflow_provider_juhe.alerting import state
+from airflow_provider_juhe.alerting.policy import number_id
 from airflow_provider_juhe.notifications import juhe_sms as notifier_module
 from airflow_provider_juhe.notifications.juhe_sms import JuheSmsNotifier
+from tests.conftest import APPKEY
 
 pytestmark = pytest.mark.usefixtures("alert_state")
 
@@ -184,6 +186,16 @@ def test_a_page_that_may_have_gone_out_keeps_its_cap_slot(sandbox, monkeypatch):
         ("caps", {"abc": 5}),
         ("caps", {"abc": {"sent": 5}}),
         ("caps", {"abc": {"sent": ["x"], "skipped": -3}}),
+        # Found by a second review: each of these silenced paging too.
+        ("alert", {"open": True, "opened": 10**400}),
+        ("alert", lambda now: {"open": True, "last_sent": now + 86400}),
+        ("alert", lambda now: {"open": True, "claim": {"token": "t", "until": now + 10**9}}),
+        ("caps", {"abc": {"sent": [10**400]}}),
+        ("caps", lambda now: {number_id(PAGED, APPKEY): {"sent": [now + 365 * 86400] * 5}}),
+        ("alert_lock", {"until": 1e18}),
+        ("alert_lock", {"until": 10**400}),
+        ("caps_lock", lambda now: {"token": "t", "until": now + 3600}),
+        ("alert_sent", "not json"),
     ],
 )
 def test_a_damaged_record_never_silences_paging(sandbox_conn, kind, record):
@@ -191,10 +203,24 @@ def test_a_damaged_record_never_silences_paging(sandbox_conn, kind, record):
     from airflow.models.variable import Variable
 
     tpl_id = sandbox_conn.add_template("#task#失败", "运维")
-    Variable.set(state.variable_key(kind, "g" if kind == "alert" else str(tpl_id)), json.dumps(record))
+    if kind == "alert_sent":  # an episode whose SMS is claimed, its confirmation unreadable
+        claimed = {"open": True, "claim": {"token": "t", "until": time.time() + 1}}
+        Variable.set(state.variable_key("alert", "g"), json.dumps(claimed))
+        Variable.set(state.variable_key("alert", "g") + "_sent", record)
+        time.sleep(1.1)
+    else:
+        name, _, suffix = kind.partition("_")
+        key = state.variable_key(name, "g" if name == "alert" else str(tpl_id))
+        value = record(time.time()) if callable(record) else record
+        Variable.set(key + ("_" + suffix if suffix else ""), json.dumps(value))
 
     JuheSmsNotifier(
-        mobiles=PAGED, tpl_id=tpl_id, tpl_value={"task": "t"}, group_key="g", max_per_number={"minute": 5}
+        mobiles=PAGED,
+        tpl_id=tpl_id,
+        tpl_value={"task": "t"},
+        group_key="g",
+        repeat_interval=timedelta(hours=1),
+        max_per_number={"minute": 5},
     )({"dag": None})
 
     assert len(sandbox_conn.messages()) == 1
