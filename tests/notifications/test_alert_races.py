@@ -51,7 +51,16 @@ def _record(kind: str, name: str) -> dict:
     return json.loads(Variable.get(state.variable_key(kind, name)))
 
 
+@pytest.fixture
+def half_time_locks(monkeypatch):
+    """Every time of the lock halved, their ratios kept: the metadata DB's calls take milliseconds."""
+    for name in ("SETTLE_SECONDS", "WRITE_WITHIN_SECONDS", "LEASE_SECONDS", "_LEASE_MARGIN", "_HOLD_SECONDS"):
+        monkeypatch.setattr(state, name, getattr(state, name) / 2)
+    monkeypatch.setattr(state, "_POLL_SECONDS", tuple(t / 2 for t in state._POLL_SECONDS))
+
+
 @pytest.mark.real_locks
+@pytest.mark.usefixtures("half_time_locks")
 def test_a_burst_across_processes_keeps_the_cap_and_every_count(sandbox_conn):
     """
     20 notifications with their own group keys to one number under {"minute": 1}, and at the same
