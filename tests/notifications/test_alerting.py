@@ -40,7 +40,9 @@ def test_a_dag_failing_in_consecutive_runs_pages_once_per_repeat_interval(on_cal
 
     texts = [m["text"] for m in on_call.messages()]
     assert len(texts) == 2
-    assert "本条告警代表42次失败" in texts[1]  # itself and 20 + 21 held back (19 tasks + the DAG, then 20 + the DAG)
+    assert (
+        "本条告警代表42次失败" in texts[1]
+    )  # itself and 20 + 21 held back (19 tasks + the DAG, then 20 + the DAG)
 
 
 def test_the_per_number_cap_holds_and_counts_into_the_next_page(sandbox_conn, monkeypatch):
