@@ -87,7 +87,12 @@ def sandbox_process(latency: float = 0.0) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # the figures are printed: do not lose them to a slow exit
+            print("the sandbox did not stop within 10 s of SIGTERM: killed", file=sys.stderr)
+            server.kill()
+            server.wait()
         log.close()
 
 

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
     )
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Set from another thread: the handler runs on the main thread, which may hold the event's lock.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stopped.set).start())
     with sandbox:
         for template in args.template:
             signature, content = _split_template(template)

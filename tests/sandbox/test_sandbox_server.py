@@ -257,3 +257,38 @@ def test_the_command_line_sandbox_approves_templates_and_logs_messages(tmp_path,
     (line,) = messages.read_text(encoding="utf-8").splitlines()
     assert json_module.loads(line)["text"] == "【银行】您好王芳"
     assert json_module.loads(line)["mobiles"] == ["13800138000", "13900139000"]
+
+
+def test_stop_closes_idle_keep_alive_connections_at_once():
+    """A client's pooled connection left open must not hold the sandbox up when it stops."""
+    import time
+
+    sandbox = JuheSandbox(appkey=APPKEY).start()
+    session = requests.Session()
+    assert session.post(sandbox.url + TEMPLATES, data={"key": APPKEY}, timeout=5).json()["error_code"] == 0
+    url = sandbox.url
+    started = time.monotonic()
+    sandbox.stop()
+    assert time.monotonic() - started < 2
+    with pytest.raises(requests.ConnectionError):  # the pooled connection is gone, and so is the server
+        session.post(url + TEMPLATES, data={"key": APPKEY}, timeout=5)
+    session.close()
+
+
+def test_the_command_line_sandbox_stops_on_sigterm_with_a_client_connected():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_juhe.sandbox", "--port", str(port), "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with requests.Session() as session:
+        try:
+            assert process.stdout.readline().startswith("Juhe sandbox listening")
+            session.post(f"http://127.0.0.1:{port}{TEMPLATES}", data={"key": "sandbox-key"}, timeout=5)
+            process.terminate()
+            assert process.wait(timeout=5) == 0
+        finally:
+            process.kill()
