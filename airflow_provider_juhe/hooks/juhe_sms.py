@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 import urllib3
@@ -407,7 +406,7 @@ class JuheSmsHook(BaseHook):
                     method="POST",
                     url=config.base_url + path,
                     headers={**session.headers, "Content-Type": FORM_CONTENT_TYPE},
-                    data=urlencode({"key": config.appkey, **params}).encode(),
+                    data=transport.form_body({"key": config.appkey, **params}),
                 )
                 response = session.send(request, timeout=config.timeout, allow_redirects=False, stream=True)
             except (requests.RequestException, urllib3.exceptions.LocationValueError) as error:

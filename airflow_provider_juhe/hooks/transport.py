@@ -1,5 +1,6 @@
 """
-HTTP plumbing under the hook: a deadline for the whole call, and whether the request started.
+HTTP plumbing under the hook: a deadline for the whole call, whether the request started, and the
+form body.
 
 ``requests`` (like urllib3) applies its read timeout to each socket read, so a server that trickles
 one byte a second holds a call for as long as it likes. Here every read of the answer (status line,
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -37,6 +40,19 @@ class Attempt:
 
 
 _current = threading.local()
+_DIGITS_AND_COMMAS = re.compile(r"[0-9,]*")
+
+
+def form_body(fields: Mapping[str, str]) -> bytes:
+    """
+    ``urlencode(fields).encode()``, byte for byte. A list of numbers skips ``quote_plus``, which
+    quotes byte by byte once a comma is in the text: a tenth of a 100-number call's CPU.
+    """
+    return "&".join(f"{quote_plus(name)}={_form_value(value)}" for name, value in fields.items()).encode()
+
+
+def _form_value(value: str) -> str:
+    return value.replace(",", "%2C") if _DIGITS_AND_COMMAS.fullmatch(value) else quote_plus(value)
 
 
 @contextmanager

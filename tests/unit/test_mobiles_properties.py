@@ -92,3 +92,36 @@ def test_masked_samples_and_views_never_hold_a_whole_number(entries, limit):
     assert find_mobiles(masked_view(entries)) == []
     for rendered in (str(entries), ", ".join(entries), "、".join(entries)):
         assert find_mobiles(masked_view(rendered)) == []
+
+
+def _parsed_item_by_item(entries: list) -> tuple[list[str], list[str]]:
+    """parse_recipients' general path, one entry at a time: what its fast path must agree with."""
+    seen: set[str] = set()
+    valid: list[str] = []
+    invalid: list[str] = []
+    for entry in split_mobiles(entries):
+        number, is_valid = check_mobile(entry)
+        if number not in seen:
+            seen.add(number)
+            (valid if is_valid else invalid).append(number)
+    return valid, invalid
+
+
+@FAST
+@given(
+    st.lists(
+        st.one_of(
+            numbers,
+            st.sampled_from(("13800138000", "13900139000", "13700137000")),  # clean repeats
+            numbers.map(lambda n: n[:-1] + "١"),  # an Arabic-Indic digit: not clean
+            st.sampled_from(("13800138000", "13800138000,13900139000", "23800138000", "", " ", "1380013800")),
+            st.integers(min_value=10**10, max_value=2 * 10**10),
+            text,
+        ),
+        max_size=12,
+    ).flatmap(lambda items: st.sampled_from((items, tuple(items))))
+)
+def test_a_list_of_clean_numbers_takes_the_fast_path_with_the_same_answer(entries):
+    recipients = parse_recipients(entries)
+
+    assert (recipients.valid, recipients.invalid) == _parsed_item_by_item(list(entries))
