@@ -5,8 +5,11 @@ in its own process with 50 ms latency per call: 100,000 recipients, B = 100 numb
 (a) JuheSendSmsOperator at W = 8, its input an XComArg, a literal list, or a comma-separated string
     (rendering, planning and ledger writes included: the send task's own duration);
 (b) HttpHook from apache-airflow-providers-http in a loop, one call at a time (what a user would
-    write without this provider); (c) the ideal W·B/latency; (d) a hand-written client: W threads,
-    each with its own pooled requests.Session, the same calls to the same sandbox, in the same run.
+    write without this provider); (c) the ideal W·B/latency;
+(d) the same send written by hand, as a task of a DAG run fed the same way: W threads, each with its
+    own pooled requests.Session, the same calls to the same sandbox (dags/bench_common.py), run
+    alternately with (a); and (d0) that client outside Airflow, for what a task run adds to both.
+Each of (a) and (d) runs JUHE_BENCH_REPEAT times (2) and the best counts.
 Targets: a/d >= 0.90, a/c >= 0.85 and a/b >= 0.85·W for every input. Then a worker killed
 mid-send at W = 8: how many recipients the retry reports unknown (target <= 2·W batches' worth).
 """
@@ -26,7 +29,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _setup import APPKEY, airflow_home, distinct_mobiles, hand_written_rate, quiet_logs, sandbox_process
+from _setup import (
+    APPKEY,
+    REPEAT,
+    airflow_home,
+    best,
+    distinct_mobiles,
+    hand_written_rate,
+    quiet_logs,
+    sandbox_process,
+)
 
 RECIPIENTS = 100_000
 BATCH = 100
@@ -37,12 +49,13 @@ CRASH_RECIPIENTS = 20_000
 
 
 def send_task_rate(dag_id: str) -> float:
+    """Recipients per second of the DAG's ``send`` task: the operator's summary, or the count sent by hand."""
     from tests.dag_runs import run_dag
 
     result = run_dag(dag_id)
     assert result.state == "success", result.states
-    summary = result.xcom("send")
-    assert summary["sent"] == RECIPIENTS, summary["sent"]
+    sent = result.xcom("send")
+    assert (sent if isinstance(sent, int) else sent["sent"]) == RECIPIENTS, sent
     return RECIPIENTS / task_seconds(result.dag_id, result.run_id)
 
 
@@ -142,20 +155,22 @@ def main() -> None:
         assert run_dag("juhe_bench_warm_up").state == "success"
         baseline = http_hook_rate(numbers, tpl_id)
         ideal = WORKERS * BATCH / LATENCY
-        calls = [
-            {"mobile": ",".join(numbers[start : start + BATCH]), "tplId": str(tpl_id)}
-            for start in range(0, len(numbers), BATCH)
-        ]
-        hand = hand_written_rate(url, calls, WORKERS)
-        print(f"(b) HttpHook loop, one call at a time: {baseline:10,.0f} recipients/s")
-        print(f"(c) ideal W·B/latency:                 {ideal:10,.0f} recipients/s")
-        print(f"(d) hand-written client, W sessions:   {hand:10,.0f} recipients/s")
+        from bench_common import bulk_calls  # after JUHE_BENCH_TPL_ID is set
+
+        outside = hand_written_rate(url, bulk_calls(numbers), WORKERS)
+        print(f"(b) HttpHook loop, one call at a time:  {baseline:10,.0f} recipients/s")
+        print(f"(c) ideal W·B/latency:                  {ideal:10,.0f} recipients/s")
+        print(f"(d0) the hand-written client, no task:  {outside:10,.0f} recipients/s")
         for name in INPUTS:
-            rate = send_task_rate(f"juhe_bench_{name}")
+            rates: dict[str, list[float]] = {"operator": [], "by hand": []}
+            for _ in range(REPEAT):  # alternately, so that a slow moment of the machine hits both
+                rates["operator"].append(send_task_rate(f"juhe_bench_{name}"))
+                rates["by hand"].append(send_task_rate(f"juhe_bench_{name}_by_hand"))
+            rate, hand = best(rates["operator"]), best(rates["by hand"])
             print(
-                f"(a) mobiles as {name:13s} {rate:10,.0f} recipients/s | a/d = {rate / hand:.2f} "
-                f"(target >= 0.90) | a/c = {rate / ideal:.2f} (target >= 0.85) | a/b = {rate / baseline:.2f} "
-                f"(target >= {0.85 * WORKERS:.2f})"
+                f"mobiles as {name:13s} (a) {rate:7,.0f} | (d) by hand {hand:7,.0f} recipients/s | "
+                f"a/d = {rate / hand:.2f} (target >= 0.90) | a/c = {rate / ideal:.2f} (target >= 0.85) | "
+                f"a/b = {rate / baseline:.2f} (target >= {0.85 * WORKERS:.2f})"
             )
     unknown, never_reached = killed_worker_unknowns(numbers_file, tpl_id)
     bound = 2 * WORKERS * BATCH
