@@ -118,7 +118,7 @@ def confirm(state: Mapping[str, Any] | None, confirmation: Mapping[str, Any] | N
         claim is not None
         and isinstance(confirmation, Mapping)
         and confirmation.get("token") == claim["token"]
-        and _is_time(confirmation.get("at"))
+        and is_time(confirmation.get("at"))
     ):
         return settle(state, claim["token"], confirmation["at"])
     return state
@@ -159,11 +159,11 @@ def clean_episode(state: Any, now: float | None = None) -> dict[str, Any]:
     if isinstance(state.get("open"), bool):
         clean["open"] = state["open"]
     for name in ("opened", "last_sent", "resolved"):
-        if _is_time(state.get(name)) and (now is None or state[name] <= now + FUTURE_SECONDS):
+        if is_time(state.get(name)) and (now is None or state[name] <= now + FUTURE_SECONDS):
             clean[name] = state[name]
     clean["suppressed"] = _count(state.get("suppressed"))
     claim = state.get("claim")
-    if isinstance(claim, Mapping) and isinstance(claim.get("token"), str) and _is_time(claim.get("until")):
+    if isinstance(claim, Mapping) and isinstance(claim.get("token"), str) and is_time(claim.get("until")):
         clean["claim"] = {
             "token": claim["token"],
             "until": claim["until"],
@@ -179,7 +179,7 @@ def clean_caps(state: Any) -> dict[str, Any]:
     records = state.items() if isinstance(state, Mapping) else ()
     return {
         key: {
-            "sent": [t for t in record.get("sent") or [] if _is_time(t)]
+            "sent": [t for t in record.get("sent") or [] if is_time(t)]
             if isinstance(record.get("sent"), list)
             else [],
             "skipped": _count(record.get("skipped")),
@@ -189,7 +189,8 @@ def clean_caps(state: Any) -> dict[str, Any]:
     }
 
 
-def _is_time(value: Any) -> bool:
+def is_time(value: Any) -> bool:
+    """A finite number (not a bool, not an int too large for a float): a time a record may hold."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import random
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from airflow_provider_juhe.alerting.policy import is_time
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +199,9 @@ def _lease(lock: Record | None) -> dict[str, Any]:
     one whose end lies further ahead than a lease can (set by hand, or by a clock far ahead).
     """
     until = lock.get("until") if isinstance(lock, dict) else None
-    if not isinstance(until, (int, float)) or isinstance(until, bool):
+    if not is_time(until) or until > clock() + LEASE_SECONDS + CLOCK_SKEW_SECONDS:
         return {}
-    try:
-        until = float(until)
-    except OverflowError:
-        return {}
-    if not math.isfinite(until) or until > clock() + LEASE_SECONDS + CLOCK_SKEW_SECONDS:
-        return {}
-    return {**lock, "until": until}
+    return {**lock, "until": float(until)}
 
 
 def _read(key: str) -> dict[str, Any] | None:
