@@ -95,6 +95,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/carrier_grouping.py
 	$(BIN)/python benchmarks/dry_run_memory.py
 	$(BIN)/python benchmarks/campaign.py
+	$(BIN)/python benchmarks/deployed.py
 
 clean:
 	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) .venv-af-* dist build .demo .pytest_cache .ruff_cache *.egg-info

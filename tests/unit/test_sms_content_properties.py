@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 from airflow_provider_juhe.sms_content import (
     decode_tpl_value,
     encode_tpl_value,
+    message_parts,
     pack_values,
     packed_tpl_value,
+    render_text,
+    sms_parts,
     unpack_values,
     variable_name,
 )
@@ -64,3 +67,12 @@ def test_code_and_hash_code_are_the_same_variable(name, value):
     assert variable_name(bare) == variable_name(f"#{bare}#") == f"#{bare}#"
     assert encode_tpl_value({bare: value}) == encode_tpl_value({f"#{bare}#": value})
     assert pack_values({bare: value}) == pack_values({f"#{bare}#": value})
+
+
+@FAST
+@given(variables, values, st.integers(min_value=0, max_value=80))
+def test_the_fee_estimate_renders_packed_values_as_render_text_does(tpl_value, text, padding):
+    content = "您好" + "".join(f"{variable_name(key)}，" for key in tpl_value) + text + "账" * padding
+    rendered = "【银行】" + render_text(content, expected(tpl_value))
+
+    assert message_parts("银行", content, pack_values(tpl_value)) == sms_parts(rendered)
