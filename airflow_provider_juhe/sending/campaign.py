@@ -255,6 +255,12 @@ class Campaign:
         )
         not_started = dispatcher.run(pending)
         stopped_by = dispatcher.stop_outcome
+        if dispatcher.writes:  # a slow task state store slows every send: say what it cost
+            self.log.info(
+                "Ledger: %d write(s) to the task state store, %.0f ms each on average",
+                dispatcher.writes,
+                1000 * dispatcher.write_seconds / dispatcher.writes,
+            )
         if not_started and stopped_by is None and window is not None:  # the window closed mid-send
             return self._wait(window, not_started, "closed")
         for batch in not_started:  # only after a refusal that stopped every call: surely not sent

@@ -114,6 +114,9 @@ class Dispatcher:
         self._closing = False
         self._finished_since = 0.0
         self.stop_outcome: Outcome | None = None
+        #: Ledger writes made and the seconds they took: the state store's share of the send's time.
+        self.writes = 0
+        self.write_seconds = 0.0
 
     def run(self, batches: Sequence[Batch]) -> list[Batch]:
         """Send ``batches``; return those not started (after a stop), in plan order."""
@@ -192,7 +195,10 @@ class Dispatcher:
             for batch, outcome in settle
             if outcome.status == SENT_OUTCOME
         }
+        started = time.monotonic()
         self._ledger.write(updates, sent)
+        self.writes += 1
+        self.write_seconds += time.monotonic() - started
         for batch, outcome in settle:
             self._on_outcome(batch, outcome)
 

@@ -21,12 +21,13 @@ def run(request: SendRequest, store: InMemoryStateStore) -> Finished | WaitUntil
     return Campaign(request, JuheSmsHook(retry_wait=0, retry_wait_max=0), store, log).run()
 
 
-def test_a_send_finishes_and_a_second_run_sends_nothing_again(sandbox_conn):
+def test_a_send_finishes_and_a_second_run_sends_nothing_again(sandbox_conn, caplog):
     tpl_id = sandbox_conn.add_template("您好")
     store = InMemoryStateStore()
     request = SendRequest(mobiles=[*NUMBERS, NUMBERS[0]], tpl_id=tpl_id, batch_size=3, max_workers=2)
 
-    first = run(request, store)
+    with caplog.at_level(logging.INFO, logger=log.name):
+        first = run(request, store)
     again = run(request, store)  # a retry of the same task instance: the ledger replays the plan
 
     assert isinstance(first, Finished)
@@ -35,6 +36,9 @@ def test_a_send_finishes_and_a_second_run_sends_nothing_again(sandbox_conn):
     assert first.result["duplicate_count"] == 1
     assert again.result["sent"] == 7
     assert len(sandbox_conn.messages()) == 3  # nothing sent twice
+    # each of the 3 calls announced, then settled: at least two writes, at most one per change
+    (cost,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ledger:")]
+    assert 2 <= int(cost.split()[1]) <= 6, cost
 
 
 def test_a_closed_window_answers_when_to_come_back(sandbox_conn):
