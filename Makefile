@@ -18,8 +18,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# loadgroup: one test at a time to whichever worker is free (tests/conftest.py puts the slowest first).
 test: lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -77,7 +78,7 @@ test-airflow:
 	test -x $(AF_VENV)/bin/python || $(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/python -m pip install --quiet --upgrade pip
 	nice -n 10 $(AF_VENV)/bin/python -m pip install --quiet -c $(AF_CONSTRAINTS) 'apache-airflow==$(AIRFLOW_VERSION)' -e '.[test]'
-	nice -n 10 $(AF_VENV)/bin/python -m pytest -p no:cacheprovider -n 2
+	nice -n 10 $(AF_VENV)/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup
 
 # Resolve a leg afresh: today's index needs these pins (each constraints file's header says why).
 PINS_3.0.6 := 'fastapi==0.116.1' 'cadwyn<6' 'universal-pathlib<0.3' 'sqlalchemy<2'

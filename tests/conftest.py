@@ -40,6 +40,28 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+# The slowest tests (by `--durations`), longest first. With `--dist loadgroup` (the Makefile's) each
+# test goes to whichever worker is free, in collection order: these start first, one worker each, and
+# the quick ones fill in behind them, instead of two of them meeting on one worker at the end.
+SLOWEST_FIRST = [
+    "tests/notifications/test_alerting.py::test_a_dag_failing_in_consecutive_runs_pages_once_per_repeat_interval",
+    "tests/operators/test_send_promises.py::test_worker_killed_mid_send_the_retry_sends_every_batch_that_never_started",
+    "tests/notifications/test_alerting.py::test_episodes_hold_across_processes",
+    "tests/notifications/test_alert_races.py::test_a_burst_across_processes_keeps_the_cap_and_every_count",
+    "tests/operators/test_campaigns.py::test_a_window_closing_mid_send_defers_and_resumes_without_sending_twice",
+    "tests/notifications/test_alerting.py::test_the_per_number_cap_holds_and_counts_into_the_next_page",
+    "tests/example_dags/test_example_dags.py::test_failure_alert_twenty_failures_page_once_then_one_recovery",
+    "tests/operators/test_campaigns.py::test_a_window_opening_seconds_after_the_start_defers_then_sends",
+    "tests/notifications/test_alert_races.py::test_a_process_killed_after_its_claim_does_not_silence_the_episode",
+    "tests/notifications/test_alert_lock_contention.py::test_an_overloaded_server_costs_counts_never_a_lost_update",
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {nodeid: place for place, nodeid in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the others keep their order
+
+
 class SleepRecorder:
     """Stands in for time.sleep: records the backoff instead of waiting."""
 
