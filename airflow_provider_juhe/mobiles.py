@@ -166,11 +166,9 @@ def check_mobile(entry: str) -> tuple[str, bool]:
 
 def parse_recipients(mobiles: str | int | Iterable[str | int] | None) -> Recipients:
     """Normalise, de-duplicate (keeping the first place) and split into valid and invalid."""
-    if isinstance(mobiles, (list, tuple)):
-        try:
-            joined = ",".join(mobiles)
-        except TypeError:  # an item that is not text (an int): the general path
-            joined = ""
+    # Only plain str items: a str subclass (an Enum) is read through str(), as split_mobiles does.
+    if isinstance(mobiles, (list, tuple)) and all(type(item) is str for item in mobiles):
+        joined = ",".join(mobiles)
         if _CLEAN_LIST.fullmatch(joined):  # valid numbers only, as split_mobiles would split them
             numbers = joined.split(",")
             if len(set(numbers)) == len(numbers):

@@ -15,9 +15,13 @@ SINGLE_SMS_CHARS = 70
 MULTIPART_SMS_CHARS = 67
 
 
-@functools.lru_cache(maxsize=4096, typed=True)  # a campaign's million rows share a few names
 def variable_name(key: object) -> str:
     """``code`` or ``#code#`` -> ``#code#``."""
+    return _variable_name(key) if type(key) is str else _variable_name.__wrapped__(key)
+
+
+@functools.lru_cache(maxsize=4096)  # a campaign's million rows share a few names
+def _variable_name(key: object) -> str:
     name = str(key).strip()
     if not name.strip("#"):
         raise ValueError(f"tpl_value: empty variable name {key!r}")

@@ -43,16 +43,18 @@ _current = threading.local()
 _DIGITS_AND_COMMAS = re.compile(r"[0-9,]*")
 
 
-def form_body(fields: Mapping[str, str]) -> bytes:
+def form_body(fields: Mapping[str, Any]) -> bytes:
     """
     ``urlencode(fields).encode()``, byte for byte. A list of numbers skips ``quote_plus``, which
     quotes byte by byte once a comma is in the text: a tenth of a 100-number call's CPU.
     """
-    return "&".join(f"{quote_plus(name)}={_form_value(value)}" for name, value in fields.items()).encode()
+    return "&".join(f"{_form_value(name)}={_form_value(value)}" for name, value in fields.items()).encode()
 
 
-def _form_value(value: str) -> str:
-    return value.replace(",", "%2C") if _DIGITS_AND_COMMAS.fullmatch(value) else quote_plus(value)
+def _form_value(value: Any) -> str:
+    if type(value) is str and _DIGITS_AND_COMMAS.fullmatch(value):
+        return value.replace(",", "%2C")
+    return quote_plus(value if isinstance(value, bytes) else str(value))  # as urlencode reads it
 
 
 @contextmanager

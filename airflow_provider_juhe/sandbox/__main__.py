@@ -53,37 +53,39 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     # Set from another thread: the handler runs on the main thread, which may hold the event's lock.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stopped.set).start())
-    with sandbox:
+    reported = 0
+
+    def report_new() -> None:
+        nonlocal reported
+        # Only the new ones: copying every message under the lock would stall the server.
+        messages = sandbox.messages(reported)
+        reported += len(messages)
+        if args.messages and messages:
+            with open(args.messages, "a", encoding="utf-8") as log:
+                log.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
+        if not args.quiet and messages:
+            sys.stdout.write(
+                "".join(
+                    f"sent {m['sid']} tpl {m['tpl_id']} to {mask_sample(m['mobiles'], limit=3)}: {m['text']}\n"
+                    for m in messages
+                )
+            )
+            sys.stdout.flush()
+
+    sandbox.start()
+    try:
         for template in args.template:
             signature, content = _split_template(template)
             tpl_id = sandbox.add_template(content, signature)
             print(f"approved template {tpl_id}: 【{signature}】{content}", flush=True)
         print(f"Juhe sandbox listening on {sandbox.url} (Ctrl-C to stop)", flush=True)
-        reported = 0
-
-        def report_new() -> None:
-            nonlocal reported
-            # Only the new ones: copying every message under the lock would stall the server.
-            messages = sandbox.messages(reported)
-            reported += len(messages)
-            if args.messages and messages:
-                with open(args.messages, "a", encoding="utf-8") as log:
-                    log.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
-            if not args.quiet and messages:
-                sys.stdout.write(
-                    "".join(
-                        f"sent {m['sid']} tpl {m['tpl_id']} to {mask_sample(m['mobiles'], limit=3)}: {m['text']}\n"
-                        for m in messages
-                    )
-                )
-                sys.stdout.flush()
-
-        try:
-            while not stopped.wait(0.5):
-                report_new()
-        except KeyboardInterrupt:
-            pass
-        report_new()  # what arrived in the last half second
+        while not stopped.wait(0.5):
+            report_new()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()  # first: every message it answered is in, and no other arrives
+        report_new()
     return 0
 
 

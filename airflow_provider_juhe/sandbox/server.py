@@ -30,9 +30,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         arrived = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
-        self._serve(arrived, body=self.rfile.read(length))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client (or stop()) cut the request short: nothing arrived
+            self.close_connection = True
+            return
+        self._serve(arrived, body)
 
     def _serve(self, arrived: float, body: bytes) -> None:
+        if not self.server.begin_call():  # stop() has begun: a stopped sandbox acts on nothing more
+            self.close_connection = True
+            return
+        try:
+            self._answer(arrived, body)
+        finally:
+            self.server.end_call()
+
+    def _answer(self, arrived: float, body: bytes) -> None:
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -96,23 +109,45 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         self.state = state
+        self._stopping = False
+        self._calls = 0  # calls being answered
         self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
+        self._lock = threading.Condition()
         super().__init__(address, _Handler)
 
+    def begin_call(self) -> bool:
+        with self._lock:
+            if self._stopping:
+                return False
+            self._calls += 1
+            return True
+
+    def end_call(self) -> None:
+        with self._lock:
+            self._calls -= 1
+            self._lock.notify_all()
+
+    def stop_calls(self, wait: float) -> None:
+        """Take no new call, end every connection, and wait up to ``wait`` s for calls being answered."""
+        with self._lock:
+            self._stopping = True
+        self.close_connections()
+        with self._lock:
+            self._lock.wait_for(lambda: self._calls == 0, timeout=wait)
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
+        with self._lock:
             self._open.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
+        with self._lock:
             self._open.discard(request)
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
         """End every open connection: a stopped sandbox answers nobody, pooled clients included."""
-        with self._open_lock:
+        with self._lock:
             open_now = list(self._open)
         for connection in open_now:
             with contextlib.suppress(OSError):  # already closed by its client
@@ -179,7 +214,9 @@ class JuheSandbox:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-            self._server.close_connections()
+            # A call being answered ends (its connection cut) before stop() returns: whatever the
+            # sandbox acted on is in messages() by then, and nothing after.
+            self._server.stop_calls(wait=5.0)
             self._server.server_close()
             self._server = None
 

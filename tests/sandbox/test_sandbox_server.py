@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -292,3 +293,100 @@ def test_the_command_line_sandbox_stops_on_sigterm_with_a_client_connected():
             assert process.wait(timeout=5) == 0
         finally:
             process.kill()
+
+
+def test_a_request_cut_short_is_not_acted_on(sandbox):
+    """A body that ends before its Content-Length (the client, or stop(), cut it) sends nothing."""
+    tpl_id = sandbox.add_template("您好")
+    body = f"key={APPKEY}&tplId={tpl_id}&mobile=13800138000,13900139000".encode()
+    with socket.create_connection(("127.0.0.1", sandbox.port)) as client:
+        client.sendall(
+            b"POST /shortLetter/send.php HTTP/1.1\r\nHost: x\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[: body.index(b",139")]
+        )
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(100) == b""  # no answer: the sandbox closed the connection
+
+    assert sandbox.messages() == []
+
+
+def test_what_stop_cut_off_is_not_acted_on_after_it_returned():
+    import time
+
+    sandbox = JuheSandbox(appkey=APPKEY, latency=0.3).start()
+    tpl_id = sandbox.add_template("您好")
+    answered = []
+
+    def send(number):
+        with contextlib.suppress(requests.ConnectionError):  # cut off by stop(): no answer
+            answered.append(
+                requests.post(
+                    sandbox.url + SEND, data={"key": APPKEY, "mobile": number, "tplId": tpl_id}, timeout=5
+                ).json()["result"]["sid"]
+            )
+
+    with ThreadPoolExecutor(4) as pool:
+        for n in range(4):
+            pool.submit(send, f"1380000{n:04d}")
+        time.sleep(0.1)  # each call arrived and waits out its latency
+        sandbox.stop()
+        at_stop = sandbox.messages()
+    time.sleep(0.5)
+
+    assert sandbox.messages() == at_stop  # nothing acted on once stop() returned
+    assert {m["sid"] for m in at_stop} >= set(answered)  # every answered send is in messages()
+
+
+def test_sigterm_under_load_leaves_every_answered_send_in_the_messages_file(tmp_path):
+    import json as json_module
+    import signal
+    import threading
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    messages = tmp_path / "messages.jsonl"
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "airflow_provider_juhe.sandbox", "--port", str(port), "--quiet"),
+            *("--messages", str(messages), "--template", "【银行】您好"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    tpl_id = int(server.stdout.readline().split()[2].rstrip(":"))
+    server.stdout.readline()
+    answered: list[str] = []
+    done = threading.Event()
+
+    def client(worker: int) -> None:
+        with requests.Session() as session:
+            while not done.is_set():
+                try:
+                    answer = session.post(
+                        f"http://127.0.0.1:{port}{SEND}",
+                        data={"key": "sandbox-key", "mobile": f"138{worker:04d}0000", "tplId": tpl_id},
+                        timeout=5,
+                    ).json()
+                    answered.append(answer["result"]["sid"])
+                except requests.RequestException:
+                    time.sleep(0.01)
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    try:
+        for thread in clients:
+            thread.start()
+        time.sleep(0.7)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        done.set()
+        for thread in clients:
+            thread.join()
+        server.kill()
+
+    logged = {json_module.loads(line)["sid"] for line in messages.read_text(encoding="utf-8").splitlines()}
+    assert answered
+    assert set(answered) <= logged

@@ -43,3 +43,18 @@ def test_render_text():
 @pytest.mark.parametrize(("length", "parts"), [(1, 1), (70, 1), (71, 2), (134, 2), (135, 3)])
 def test_sms_parts(length, parts):
     assert sms_parts("字" * length) == parts
+
+
+def test_names_are_read_afresh_for_keys_that_are_equal_but_print_differently():
+    from decimal import Decimal
+
+    from airflow_provider_juhe.sms_content import variable_name
+
+    assert [variable_name(key) for key in (0.0, -0.0, 1, True, Decimal("1.0"), Decimal("1.00"))] == [
+        "#0.0#",
+        "#-0.0#",
+        "#1#",
+        "#True#",
+        "#1.0#",
+        "#1.00#",
+    ]
