@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--appkey", default="sandbox-key", help="the only key accepted")
-    parser.add_argument("--approve-after", type=float, default=2.0, help="seconds a template stays in review")
+    parser.add_argument(
+        "--approve-after", type=float, default=2.0, help="seconds a submitted template stays in review (2)"
+    )
     parser.add_argument("--forbidden-word", action="append", help="content that makes the review reject")
     parser.add_argument(
         "--latency", type=float, default=0.0, help="each call's response time in seconds (own work included)"
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--messages",
         metavar="FILE",
-        help="append every accepted message to FILE as JSON Lines (count them with wc -l)",
+        help="append every accepted send call to FILE as JSON Lines, one line a call (count calls with wc -l)",
     )
     args = parser.parse_args(argv)
 
