@@ -17,6 +17,7 @@ mid-send at W = 8: how many recipients the retry reports unknown (target <= 2·W
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -31,9 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _setup import (
     APPKEY,
-    REPEAT,
     airflow_home,
-    best,
+    best_alternately,
     distinct_mobiles,
     hand_written_rate,
     quiet_logs,
@@ -162,11 +162,10 @@ def main() -> None:
         print(f"(c) ideal W·B/latency:                  {ideal:10,.0f} recipients/s")
         print(f"(d0) the hand-written client, no task:  {outside:10,.0f} recipients/s")
         for name in INPUTS:
-            rates: dict[str, list[float]] = {"operator": [], "by hand": []}
-            for _ in range(REPEAT):  # alternately, so that a slow moment of the machine hits both
-                rates["operator"].append(send_task_rate(f"juhe_bench_{name}"))
-                rates["by hand"].append(send_task_rate(f"juhe_bench_{name}_by_hand"))
-            rate, hand = best(rates["operator"]), best(rates["by hand"])
+            rate, hand = best_alternately(
+                functools.partial(send_task_rate, f"juhe_bench_{name}"),
+                functools.partial(send_task_rate, f"juhe_bench_{name}_by_hand"),
+            )
             print(
                 f"mobiles as {name:13s} (a) {rate:7,.0f} | (d) by hand {hand:7,.0f} recipients/s | "
                 f"a/d = {rate / hand:.2f} (target >= 0.90) | a/c = {rate / ideal:.2f} (target >= 0.85) | "

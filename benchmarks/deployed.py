@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
-from _setup import APPKEY, REPEAT, best, distinct_mobiles, sandbox_process
+from _setup import APPKEY, best_alternately, distinct_mobiles, sandbox_process
 from campaign import TEMPLATE, write_customers
 from driver import wait_for
 from run import LocalDeployment
@@ -72,11 +72,10 @@ def task_seconds(airflow: BenchDeployment, dag_id: str, expected: int) -> float:
 
 def compare(airflow: BenchDeployment, dag_id: str, count: int) -> tuple[float, float]:
     """Best rates (per second) of the operator's DAG and of its by-hand twin, run alternately."""
-    rates: dict[str, list[float]] = {dag_id: [], f"{dag_id}_by_hand": []}
-    for _ in range(REPEAT):
-        for dag in rates:
-            rates[dag].append(count / task_seconds(airflow, dag, count))
-    return best(rates[dag_id]), best(rates[f"{dag_id}_by_hand"])
+    return best_alternately(
+        lambda: count / task_seconds(airflow, dag_id, count),
+        lambda: count / task_seconds(airflow, f"{dag_id}_by_hand", count),
+    )
 
 
 def main(forms: list[str]) -> None:
