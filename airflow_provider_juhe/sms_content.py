@@ -110,10 +110,7 @@ def sms_parts(text: str) -> int:
 
 def message_parts(signature: str, content: str, packed: bytes) -> int:
     """SMS parts of one message: the template rendered with packed variables, after its 【signature】."""
-    text = content
-    for name, value in unpack_values(packed).items():  # names were packed as #name#
-        text = text.replace(name, value)
-    return sms_parts(f"【{signature}】" + text)
+    return sms_parts(f"【{signature}】" + render_text(content, unpack_values(packed)))
 
 
 def unfilled_variables(content: str, tpl_value: Mapping[str, object] | str | None) -> list[str]:
