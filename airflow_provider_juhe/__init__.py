@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's providers manager (``apache_airflow_provider`` entry point)."""
+    from airflow_provider_juhe.config import provider_config
+
     return {
         "package-name": "airflow-provider-juhe",
         "name": "Juhe SMS",
@@ -73,4 +75,5 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Juhe SMS", "python-modules": ["airflow_provider_juhe.triggers.juhe_sms"]}
         ],
         "notifications": ["airflow_provider_juhe.notifications.juhe_sms.JuheSmsNotifier"],
+        "config": provider_config(),
     }

@@ -147,3 +147,17 @@ def classic_form_widgets(conn_fields: dict[str, dict[str, Any]]) -> dict[str, An
             default=schema.get("default"),
         )
     return widgets
+
+
+def stats_client() -> Any:
+    """
+    Airflow's stats client (StatsD, OpenTelemetry or none, as the deployment configured it).
+
+    3.3 moved it into the task SDK (``airflow.sdk.observability.stats``) and left a deprecated shim
+    at ``airflow.stats``, its home on 3.0-3.2.
+    """
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:
+        from airflow.stats import Stats  # type: ignore[no-redef]
+    return Stats

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_juhe._compat import conf
+from airflow_provider_juhe import config
 from airflow_provider_juhe.alerting import state
 from airflow_provider_juhe.exceptions import JuheConfigError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
@@ -86,7 +86,7 @@ class VariableLedgerStore:
         self._fernet: Any = None
         self._description = description
         if retention_days is None:
-            retention_days = conf.getint("juhe", "ledger_retention_days", fallback=RETENTION_DAYS)
+            retention_days = config.get_int("ledger_retention_days", minimum=0)
         self._retention = timedelta(days=retention_days)
         self._keys: set[str] | None = None  # the ledger keys written so far (its directory)
 
