@@ -24,18 +24,18 @@ import contextlib
 import hashlib
 import logging
 import random
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from airflow_provider_juhe.alerting.policy import is_time
+from airflow_provider_juhe.variables import VARIABLE_PREFIX, StateUnavailable
+from airflow_provider_juhe.variables import read as _read
+from airflow_provider_juhe.variables import write as _write
 
 log = logging.getLogger(__name__)
 
-#: Every Variable this provider writes starts with it.
-VARIABLE_PREFIX = "juhe_sms_"
 #: How long a claimed lock waits for a racing claim to land before it is checked (seconds).
 SETTLE_SECONDS = 1.0
 #: A lock is claimed only if its read-then-write took less than this; at most SETTLE_SECONDS.
@@ -64,10 +64,6 @@ LOCK_SUFFIX = "_lock"
 LOCK_FIELD = "lock"
 
 
-class StateUnavailable(Exception):
-    """The Variables could not be read or written."""
-
-
 class LockBusy(Exception):
     """Other notifications held the lock for longer than :data:`WAIT_SECONDS`."""
 
@@ -75,11 +71,6 @@ class LockBusy(Exception):
 def variable_key(kind: str, name: str) -> str:
     """A short, URL-safe Variable key for ``name`` (a group key or a template id, of any length)."""
     return f"{VARIABLE_PREFIX}{kind}_{hashlib.sha256(name.encode()).hexdigest()[:20]}"
-
-
-def _has_supervisor_channel() -> bool:
-    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    return task_runner is not None and hasattr(task_runner, "SUPERVISOR_COMMS")
 
 
 def update(key: str, change: Callable[[Record | None], tuple[Record | None, T]], description: str) -> T:
@@ -202,32 +193,3 @@ def _lease(lock: Record | None) -> dict[str, Any]:
     if not is_time(until) or until > clock() + LEASE_SECONDS + CLOCK_SKEW_SECONDS:
         return {}
     return {**lock, "until": float(until)}
-
-
-def _read(key: str) -> dict[str, Any] | None:
-    try:
-        if _has_supervisor_channel():
-            from airflow.sdk import Variable
-
-            record = Variable.get(key, default=None, deserialize_json=True)
-        else:
-            from airflow.models.variable import Variable as MetadataVariable
-
-            record = MetadataVariable.get(key, default_var=None, deserialize_json=True)
-    except Exception as error:
-        raise StateUnavailable(f"reading {key}: {type(error).__name__}: {error}") from error
-    return record if isinstance(record, dict) else None
-
-
-def _write(key: str, record: dict[str, Any], description: str) -> None:
-    try:
-        if _has_supervisor_channel():
-            from airflow.sdk import Variable
-
-            Variable.set(key, record, description=description, serialize_json=True)
-        else:
-            from airflow.models.variable import Variable as MetadataVariable
-
-            MetadataVariable.set(key, record, description=description, serialize_json=True)
-    except Exception as error:
-        raise StateUnavailable(f"writing {key}: {type(error).__name__}: {error}") from error

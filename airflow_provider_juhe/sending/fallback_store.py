@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_juhe import config
+from airflow_provider_juhe import config, variables
 from airflow_provider_juhe.alerting import state
 from airflow_provider_juhe.exceptions import JuheConfigError
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
@@ -35,7 +35,7 @@ from airflow_provider_juhe.sending.ledger import StateStore
 
 log = logging.getLogger(__name__)
 
-PREFIX = f"{state.VARIABLE_PREFIX}ledger_"
+PREFIX = f"{variables.VARIABLE_PREFIX}ledger_"
 DAY_INDEX_KEY = PREFIX + "day_{:%Y%m%d}"
 SWEPT_KEY = PREFIX + "swept"
 #: Days a task instance's ledger is kept after it was opened (a clear within them never re-sends).
@@ -91,7 +91,7 @@ class VariableLedgerStore:
         self._keys: set[str] | None = None  # the ledger keys written so far (its directory)
 
     def get(self, key: str, default: Any = None) -> Any:
-        record = state._read(f"{self._name}_{key}")
+        record = variables.read(f"{self._name}_{key}")
         if record is None:
             return default
         try:
@@ -107,10 +107,10 @@ class VariableLedgerStore:
         if self._keys is None:
             self._open()
         sealed = self._seal().encrypt(json.dumps(value, separators=(",", ":")).encode()).decode()
-        state._write(f"{self._name}_{key}", {"sealed": sealed}, self._description)
+        variables.write(f"{self._name}_{key}", {"sealed": sealed}, self._description)
         if key not in self._keys:  # after the record: the directory never names one that is missing
             self._keys.add(key)
-            state._write(self._name, {"keys": sorted(self._keys)}, self._description)
+            variables.write(self._name, {"keys": sorted(self._keys)}, self._description)
 
     def _seal(self) -> Any:
         if self._fernet is None:
@@ -122,7 +122,7 @@ class VariableLedgerStore:
 
     def _open(self) -> None:
         """Read this ledger's directory; a new ledger is entered in today's index and sweeps old days."""
-        directory = state._read(self._name)
+        directory = variables.read(self._name)
         self._keys = set((directory or {}).get("keys", ()))
         if directory is not None:
             return
@@ -145,19 +145,19 @@ def sweep(before: date) -> int:
     :return: how many ledgers were deleted.
     """
     day = before - timedelta(days=SWEEP_DAYS)
-    if swept := (state._read(SWEPT_KEY) or {}).get("through"):
+    if swept := (variables.read(SWEPT_KEY) or {}).get("through"):
         day = max(day, date.fromisoformat(swept) + timedelta(days=1))
     deleted = 0
     while day < before:
         index_key = DAY_INDEX_KEY.format(day)
-        for name in (state._read(index_key) or {}).get("ledgers", ()):
-            for key in (state._read(name) or {}).get("keys", ()):
+        for name in (variables.read(index_key) or {}).get("ledgers", ()):
+            for key in (variables.read(name) or {}).get("keys", ()):
                 _delete(f"{name}_{key}")
             _delete(name)
             deleted += 1
         _delete(index_key)
         _delete(index_key + state.LOCK_SUFFIX)
-        state._write(
+        variables.write(
             SWEPT_KEY, {"through": day.isoformat()}, "Juhe SMS send ledgers deleted through this day"
         )
         day += timedelta(days=1)
@@ -171,13 +171,6 @@ def _today() -> date:
 def _delete(key: str) -> None:
     """Delete one Variable through the channel the process has, as the alert state reads them."""
     try:
-        if state._has_supervisor_channel():
-            from airflow.sdk import Variable
-
-            Variable.delete(key)
-        else:
-            from airflow.models.variable import Variable as MetadataVariable
-
-            MetadataVariable.delete(key)
-    except Exception:  # a leak to sweep again later, never a reason to fail a send
+        variables.delete(key)
+    except variables.StateUnavailable:  # a leak to sweep again later, never a reason to fail a send
         log.warning("Could not delete the expired ledger record %s", key, exc_info=True)
