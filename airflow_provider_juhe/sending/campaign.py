@@ -72,6 +72,9 @@ class SendRequest:
     dry_run: bool = False
     max_fee: int | None = None
     max_recipients: int | None = None
+    columns: Mapping[str, str] | None = None
+    encoding: str = "utf-8"
+    allow_empty_suppress: bool = False
 
     @property
     def field(self) -> str:
@@ -183,9 +186,11 @@ class Campaign:
             encode_tpl_value(request.tpl_value)  # its shape, before any request
             self.max_fee = _guard_value(request.max_fee, "max_fee")
             self.max_recipients = _guard_value(request.max_recipients, "max_recipients")
-            suppress = read_suppressed(request.suppress)
             for name in ("mobiles", "recipients"):  # text that is neither numbers nor a path
                 check_text(getattr(request, name), name)
+            suppress = read_suppressed(
+                request.suppress, encoding=request.encoding, allow_empty=request.allow_empty_suppress
+            )
         tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
         ledger = None if request.dry_run else SendLedger(self.store, self.log)
         previous = ledger.read_plan() if ledger else None
@@ -293,6 +298,8 @@ class Campaign:
                     tpl_value=request.tpl_value,
                     required=required if variables else None,
                     suppress=suppress,
+                    columns=request.columns,
+                    encoding=request.encoding,
                 )
         invalid = list(audience.invalid)
         if invalid and not audience.to_send and not audience.suppressed:
