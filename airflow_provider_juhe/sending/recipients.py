@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from airflow_provider_juhe.mobiles import (
+    ascii_digits,
     check_mobile,
     find_mobiles,
     is_numbers_text,
+    mask_mobile,
     mask_sample,
-    normalise_mobile,
     split_mobiles,
 )
 from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
@@ -245,35 +246,140 @@ def read_suppressed(suppress: Any, *, encoding: str = "utf-8", allow_empty: bool
     The opt-out numbers, normalised: a list (or numbers as text), or a path/URI of a text file (one
     number a line) or of a CSV with a ``mobile`` column (optionally ``.gz``).
 
+    Opt-outs fail closed: every entry must be a number (:func:`opt_out_number`: any spelling of a
+    valid number, a spreadsheet's float included when it keeps every digit); a single other entry
+    fails the whole read, since a number that cannot be read is a customer who could get an SMS
+    they refused.
+
     :param encoding: the codec of a file (a UTF-8 byte-order mark is always accepted).
     :param allow_empty: a source with no entry at all is accepted (else it fails: a failed export
         must not pass for "nobody opted out").
     :raises RecipientsError: text that is not numbers (:func:`check_text`), a file that cannot be
-        read, a CSV without a ``mobile`` column, or a source with no entry.
+        read, a CSV without a ``mobile`` column, an entry that is not a valid number (naming its
+        line, masked), or a source with no entry.
     """
     if suppress is None:
         return frozenset()
     check_text(suppress, "suppress")
-    numbers: set[str] = set()
+    entries: Iterable[tuple[str, str]]  # (where, entry)
     if not is_location(suppress):
-        numbers.update(normalise_mobile(entry) for entry in split_mobiles(suppress))
-        where = "the value"
-    else:
-        where = str(suppress)
-        name = _file_name(suppress)
-        with _open_text(suppress, "suppress", check_encoding(encoding)) as stream:
-            if name.endswith(".csv"):
-                rows = _csv_rows(stream, suppress, "mobile", "suppress")
-                numbers.update(normalise_mobile(entry) for _, entry, _, _ in rows)
-            else:
-                for text in stream:
-                    numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
+        if isinstance(suppress, (str, int, float)):
+            pieces = split_mobiles(_plain_number(suppress))
+            entries = ((f"suppress: entry {index}", piece) for index, piece in enumerate(pieces, start=1))
+        else:
+            entries = (
+                (f"suppress[{index}]", piece)
+                for index, item in enumerate(suppress)
+                for piece in split_mobiles(_plain_number(item))
+            )
+        return _opt_outs(entries, "suppress", allow_empty)
+    encoding = check_encoding(encoding)
+    name = _file_name(suppress)
+    with _open_text(suppress, "suppress", encoding) as stream:
+        if name.endswith(".csv"):
+            rows = _csv_rows(stream, suppress, "mobile", "suppress")
+            entries = (
+                (f"suppress: {suppress}, line {line}", entry)
+                for line, entry, _, values in rows
+                if entry.strip() or any(str(value).strip() for value in values)  # a blank row is no entry
+            )
+        else:
+            entries = (
+                (f"suppress: {suppress}, line {line}", entry)
+                for line, text in enumerate(stream, start=1)
+                for entry in split_mobiles(text)
+            )
+        return _opt_outs(entries, str(suppress), allow_empty)
+
+
+def _plain_number(item: Any) -> str:
+    """An item as text: a float as Python writes it (``13800138001.0``), which keeps its digits."""
+    return item if isinstance(item, str) else repr(item) if isinstance(item, float) else str(item)
+
+
+def _opt_outs(entries: Iterable[tuple[str, str]], source: str, allow_empty: bool) -> frozenset[str]:
+    numbers: set[str] = set()
+    bad: list[tuple[str, str]] = []
+    for where, entry in entries:
+        number = opt_out_number(entry)
+        if number is None:
+            bad.append((where, entry))
+        else:
+            numbers.add(number)
+    if bad:
+        where, entry = bad[0]
+        more = f" ({len(bad)} such entries in all)" if len(bad) > 1 else ""
+        raise RecipientsError(
+            f"{where}: {_mask_entry(entry)} is not a valid mobile number{_lossy_hint(entry)}{more}. An opt-out "
+            "that cannot be read would let a customer get an SMS they refused: nothing was sent"
+        )
     if not numbers and not allow_empty:
         raise RecipientsError(
-            f"suppress: {where} holds no opt-out entry at all (a failed export?); nothing was sent. Pass "
+            f"suppress: {source} holds no opt-out entry at all (a failed export?); nothing was sent. Pass "
             "allow_empty_suppress=True when an empty opt-out list is expected"
         )
     return frozenset(numbers)
+
+
+#: A decimal or scientific spelling of a whole number, as spreadsheets and pandas write numbers.
+_DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]*))?(?:[eE](?P<exponent>[+-]?[0-9]{1,6}))?")
+
+
+def opt_out_number(entry: str) -> str | None:
+    """
+    The valid number an opt-out entry spells, or ``None``.
+
+    Every spelling of a valid number is read as it: spaces, dashes, ``+86``/``0086``/``86``,
+    full-width or other Unicode digits (:func:`~airflow_provider_juhe.mobiles.check_mobile`); and
+    a spreadsheet's float spelling when every digit of the number is written in it: a fraction of
+    zeros (``13800138001.0``, ``13800138001.00``), or a mantissa that holds all the digits
+    (``1.3800138001E10``, ``1.38001380010E+10``). A spelling that leaves digits out is never read,
+    even where the missing digits would be zeros: ``8.6138E+12`` (Excel's display of
+    ``8613800138000``) and ``1.38E10`` are refused, as are a non-zero fraction and a negative number.
+    """
+    number, is_valid = check_mobile(entry)
+    if is_valid:
+        return number
+    mantissa, e, exponent_text = ascii_digits(entry).strip().replace("E", "e").partition("e")
+    text = _NOISE_IN_NUMBER.sub("", mantissa) + e + exponent_text  # a dash after the e is a sign
+    plus = "+" if text.startswith("+") else ""
+    match = _DECIMAL.fullmatch(text[len(plus) :])
+    if match is None or (match["fraction"] is None and match["exponent"] is None):
+        return None
+    whole, fraction, exponent = match["whole"], match["fraction"] or "", match["exponent"]
+    if exponent is None:
+        if fraction.strip("0"):
+            return None
+        digits = whole
+    else:
+        digits = (whole + fraction).lstrip("0")
+        shift = int(exponent) - len(fraction)
+        if shift > 0 or not digits:  # digits left out: Excel's 8.6138E+12
+            return None
+        if shift < 0:
+            if digits[shift:].strip("0"):
+                return None
+            digits = digits[:shift]
+    number, is_valid = check_mobile(plus + digits)
+    return number if is_valid else None
+
+
+_NOISE_IN_NUMBER = re.compile(r"[\s\-()]")
+
+
+def _mask_entry(entry: str) -> str:
+    """An entry for a message: a number-like one masked as numbers are, other text cut short."""
+    shown = mask_mobile(entry.strip()) if any(char.isdigit() for char in entry) else entry.strip()[:20]
+    return repr(shown)
+
+
+def _lossy_hint(entry: str) -> str:
+    if re.search(r"[0-9][eE][+-]?[0-9]", ascii_digits(entry)):
+        return (
+            " (scientific notation that lost digits: Excel shows long numbers so; format the column as "
+            "Text, or write the numbers out in full)"
+        )
+    return ""
 
 
 # -- sources ----------------------------------------------------------------------------------------
