@@ -102,3 +102,46 @@ def test_an_excel_csv_from_chinese_windows_with_columns_and_encoding(sandbox_con
     assert message["mobiles"] == ["13800000001"]
     assert message["text"].endswith("您好王芳，应还12.50元")
     assert result.xcom("send")["suppressed"] == 1
+
+
+LONG = "尊敬的#name#：" + "您本期账单已出，请于到期日前还款，逾期将影响您的信用记录。" * 3  # 2 SMS each
+
+
+def send_calls(sandbox) -> int:
+    return sum(call["path"].endswith("send.php") for call in sandbox.calls())
+
+
+def test_max_fee_with_the_template_text_unreadable_refuses_retryably(sandbox_conn, task_output):
+    """
+    Before: myTemplates answering 502 on every retry, the estimate assumed 1 SMS per number: 6
+    two-part messages passed max_fee=7 and cost 12, and the summary said estimated_fee 6.
+    """
+    tpl_id = sandbox_conn.add_template(LONG, "银行")
+    sandbox_conn.inject("html_502", times=None, path="myTemplates.php")
+
+    result = run_dag("juhe_test_campaign", recipients=ROWS6, tpl_id=tpl_id, configure=setting(max_fee=7))
+
+    assert result.state == "failed"
+    assert result.tries["send"] == 3  # retryable: retries=2 in the DAG, all used
+    assert send_calls(sandbox_conn) == 0
+    output = task_output()
+    assert "max_fee: the templates' text could not be read, so the fee cannot be estimated" in output
+    assert "HTTP 502" in output
+    assert "nothing was sent" in output
+
+
+def test_the_estimate_is_none_whenever_the_text_was_not_read(sandbox_conn):
+    tpl_id = sandbox_conn.add_template(LONG, "银行")
+    sandbox_conn.inject("html_502", times=None, path="myTemplates.php")
+
+    dry = run_dag("juhe_test_campaign_dry_run", recipients=ROWS6, tpl_id=tpl_id)
+    sent = run_dag("juhe_test_campaign", recipients=ROWS6, tpl_id=tpl_id)  # no max_fee: it sends
+
+    assert dry.state == "success"
+    assert dry.xcom("send")["estimated_fee"] is None
+    assert sent.state == "success"
+    assert sent.xcom("send")["estimated_fee"] is None
+    assert sent.xcom("send")["fee"] == 12
+
+
+ROWS6 = [{"mobile": f"1390000{n:04d}", "name": f"客户{n}"} for n in range(6)]
