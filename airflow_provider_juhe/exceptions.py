@@ -204,7 +204,7 @@ class JuheGuardError(JuheError):
         self.final = final
         super().__init__(f"{message}; nothing was sent")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JuheGuardError], tuple[str, bool]]:
         return type(self), (str(self).removesuffix("; nothing was sent"), self.final)
 
 
