@@ -61,7 +61,7 @@ class ReadOutage:
                 f"Juhe's template list could not be read for {lasted:.0f} s ({self._failures} attempts in a "
                 f"row; transient failures are tolerated for {OUTAGE_SECONDS:g} s). Last cause: {error}"
             ) from error
-        wait = min(FIRST_RETRY_SECONDS * 2 ** (self._failures - 1), LONGEST_RETRY_SECONDS)
+        wait = min(FIRST_RETRY_SECONDS * 2.0 ** (self._failures - 1), LONGEST_RETRY_SECONDS)
         return max(0.0, min(wait, OUTAGE_SECONDS - lasted))
 
     def succeeded(self) -> None:
