@@ -83,7 +83,7 @@ def shorten(text: str, limit: int, *, separator: str = " ") -> str:
         return text
     cut = text[: max(0, limit - 1)]
     boundary = cut.rfind(separator)
-    if boundary > limit // 3:  # a boundary not too far back; else the first word, cut
+    if boundary > 0:  # a single word longer than the limit is the one thing cut inside
         cut = cut[:boundary]
     return cut.rstrip(" ,;:(") + "…"
 

@@ -82,6 +82,6 @@ def test_shorten_cuts_between_words(words, limit):
         return
     assert cut.endswith("…")
     kept = cut[:-1].split(" ")
-    # every word kept whole, except a first word longer than a third of the limit
+    # every word kept whole, except a first word longer than the limit
     assert kept[:-1] == words[: len(kept) - 1]
     assert kept[-1] == words[len(kept) - 1] or len(kept) == 1
