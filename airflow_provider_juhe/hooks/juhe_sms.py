@@ -18,6 +18,7 @@ import requests
 import urllib3
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from airflow_provider_juhe import metrics
 from airflow_provider_juhe._compat import (
     BaseHook,
     Connection,
@@ -61,6 +62,13 @@ from airflow_provider_juhe.mobiles import mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: The ``call`` tag of the ``juhe.call.latency`` timer, per API path.
+CALL_NAMES = {
+    SEND_PATH: "send",
+    TEMPLATES_PATH: "templates",
+    MOBILE_GROUP_PATH: "group",
+    SUBMIT_TEMPLATE_PATH: "submit",
+}
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
@@ -378,10 +386,15 @@ class JuheSmsHook(BaseHook):
             ),
             reraise=True,
         )
+        started = time.monotonic()
         try:
             return retrying(self._attempt, kind, path, params, read, before_attempt)
         except _Ended as ended:
             raise self._error(ended, kind, path, recipients or []) from None
+        finally:  # the whole call, its retries included, however it ended
+            metrics.timing(
+                "call.latency", time.monotonic() - started, tags={"call": CALL_NAMES.get(path, path)}
+            )
 
     def _error(self, ended: _Ended, kind: CallKind, path: str, recipients: list[str]) -> JuheError:
         """The exception the outcome table names for this ending and kind of call."""

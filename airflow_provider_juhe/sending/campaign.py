@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_juhe import metrics
 from airflow_provider_juhe.exceptions import (
     JuheConfigError,
     JuheError,
@@ -249,6 +250,9 @@ class Campaign:
             summary.estimated_fee = estimate_fee(plan.batches, templates)
             self._guard(pending, templates, fee=summary.estimated_fee, estimated=True)
             ledger.save_plan(plan, estimated_fee=summary.estimated_fee)
+            # counted once per task instance, when its plan is fixed (later tries replay it)
+            metrics.incr("sms.invalid", summary.invalid_count)
+            metrics.incr("sms.suppressed", summary.suppressed)
         if window is not None and pending and not window.is_open(now()):
             return self._wait(window, pending, "is closed")
         self.log.info(
@@ -282,6 +286,7 @@ class Campaign:
             return self._wait(window, not_started, "closed")
         for batch in not_started:  # only after a refusal that stopped every call: surely not sent
             summary.record(batch, stopped_by)
+            metrics.incr(f"sms.{stopped_by.status}", len(batch.mobiles))
         report_error = None
         if report is not None:
             rows = report_rows(
@@ -451,6 +456,7 @@ class Campaign:
 
     def _record(self, summary: SendSummary, batch: Batch, outcome: Outcome) -> None:
         summary.record(batch, outcome)
+        metrics.incr(f"sms.{outcome.status}", len(batch.mobiles))  # sent, failed or unknown: this try's calls
         if outcome.status == "failed":
             self.log.warning(
                 "Batch %d (%d numbers) failed: %s %s",
