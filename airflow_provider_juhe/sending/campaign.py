@@ -29,7 +29,7 @@ from airflow_provider_juhe.exceptions import (
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
-from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
+from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, Dispatcher, Outcome, send_batch
 from airflow_provider_juhe.sending.ledger import SendLedger, StateStore
 from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
 from airflow_provider_juhe.sending.recipients import (
@@ -284,9 +284,10 @@ class Campaign:
             )
         if not_started and stopped_by is None and window is not None:  # the window closed mid-send
             return self._wait(window, not_started, "closed")
+        stop = stopped_by or Outcome(FAILED_OUTCOME, reason="not started")
         for batch in not_started:  # only after a refusal that stopped every call: surely not sent
-            summary.record(batch, stopped_by)
-            metrics.incr(f"sms.{stopped_by.status}", len(batch.mobiles))
+            summary.record(batch, stop)
+            metrics.incr(f"sms.{stop.status}", len(batch.mobiles))
         report_error = None
         if report is not None:
             rows = report_rows(
