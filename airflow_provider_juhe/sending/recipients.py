@@ -244,7 +244,8 @@ def masked_view(value: Any, mobile_field: str = "mobile") -> str:
 def read_suppressed(suppress: Any, *, encoding: str = "utf-8", allow_empty: bool = False) -> frozenset[str]:
     """
     The opt-out numbers, normalised: a list (or numbers as text), or a path/URI of a text file (one
-    number a line) or of a CSV with a ``mobile`` column (optionally ``.gz``).
+    number a line; blank lines and lines starting with ``#`` skipped) or of a CSV with a ``mobile``
+    column (optionally ``.gz``).
 
     Opt-outs fail closed: every entry must be a number (:func:`opt_out_number`: any spelling of a
     valid number, a spreadsheet's float included when it keeps every digit); a single other entry
@@ -287,6 +288,7 @@ def read_suppressed(suppress: Any, *, encoding: str = "utf-8", allow_empty: bool
             entries = (
                 (f"suppress: {suppress}, line {line}", entry)
                 for line, text in enumerate(stream, start=1)
+                if not text.lstrip().startswith("#")  # a comment line
                 for entry in split_mobiles(text)
             )
         return _opt_outs(entries, str(suppress), allow_empty)

@@ -132,7 +132,9 @@ def test_entries_of_a_list_or_text_are_named_by_position(suppress, where):
 
 def test_text_file_floats_read_and_a_bad_line_named(tmp_path):
     path = tmp_path / "opt_outs.txt.gz"
-    path.write_bytes(gzip.compress(b"13800138001.0\n\n1.3800138002E10\n+86 138 0013 8003\n"))
+    path.write_bytes(
+        gzip.compress(b"# opted out\n13800138001.0\n\n1.3800138002E10\n  # 13800138004\n+86 138 0013 8003\n")
+    )
     assert read_suppressed(str(path)) == {"13800138001", "13800138002", "13800138003"}
 
     path.write_bytes(gzip.compress(b"13800138001\n\nmobile\n"))
