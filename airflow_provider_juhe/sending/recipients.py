@@ -295,8 +295,14 @@ def read_suppressed(suppress: Any, *, encoding: str = "utf-8", allow_empty: bool
 
 
 def _plain_number(item: Any) -> str:
-    """An item as text: a float as Python writes it (``13800138001.0``), which keeps its digits."""
-    return item if isinstance(item, str) else repr(item) if isinstance(item, float) else str(item)
+    """
+    An item as text. A float of 11 digits is written out (``13800138001.0``); any other float is
+    written as the rounded value it may be (``8.6138e+12``, refused): a float carries no trace of
+    digits lost before it got here, and an 11-digit number is what a spreadsheet keeps whole.
+    """
+    if isinstance(item, float):
+        return repr(item) if 1e10 <= item < 2e10 else format(item, ".6g")
+    return item if isinstance(item, str) else str(item)
 
 
 def _opt_outs(entries: Iterable[tuple[str, str]], source: str, allow_empty: bool) -> frozenset[str]:
