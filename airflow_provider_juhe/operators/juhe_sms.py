@@ -235,7 +235,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
 
     def call_juhe(self, context: Context) -> dict[str, Any]:
         request = SendRequest(**{name: self._input(name) for name in SendRequest.fields()})
-        outcome = Campaign(request, self.hook, ledger_store(context, self.hook), self.log).run()
+        with ledger_store(context, self.hook) as store:  # below 3.3, packed when the try ends
+            outcome = Campaign(request, self.hook, store, self.log).run()
         if isinstance(outcome, WaitUntil):
             self._defer(outcome)
         return self._conclude(context, outcome)
