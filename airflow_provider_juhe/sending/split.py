@@ -219,7 +219,7 @@ def campaign_totals(
         reasons.update(part.get("invalid_reasons") or {})
     totals["invalid_reasons"] = dict(reasons)
     fees = [summary.get("estimated_fee") for summary in present]
-    totals["estimated_fee"] = None if None in fees else sum(fees)  # type: ignore[arg-type]
+    totals["estimated_fee"] = None if None in fees else sum(fees)
     totals["shards"] = len(summaries)
     totals["shards_failed"] = sum(
         1 for summary in present if summary.get("failed_count") or summary.get("unknown_count")
@@ -254,7 +254,7 @@ def merge_reports(reports: Sequence[Any], report_path: Any) -> str:
     with target.open("w", encoding="utf-8", newline="") as out:
         out.write(header + "\r\n")
         for report in reports:
-            path = report if isinstance(report, ObjectStoragePath) else ObjectStoragePath(report)
+            path: Any = report if isinstance(report, ObjectStoragePath) else ObjectStoragePath(report)
             with path.open("r", encoding="utf-8", newline="") as stream:
                 first = stream.readline()
                 if first.rstrip("\r\n") != header:
