@@ -180,6 +180,15 @@ class JuheInputError(JuheError, ValueError):
     final = True
 
 
+class JuheNotStarted(JuheError):
+    """
+    A call stopped right before its request started (a send window closed): nothing was sent, and
+    the call is neither failed nor unknown: it may start later. Never retried by the hook.
+    """
+
+    outcome = CallOutcome.NOTHING_LEFT
+
+
 class JuheGuardError(JuheError):
     """
     A guard (``max_fee``, ...) could not evaluate its input, so it refused: nothing was sent.
@@ -195,7 +204,7 @@ class JuheGuardError(JuheError):
         self.final = final
         super().__init__(f"{message}; nothing was sent")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JuheGuardError], tuple[str, bool]]:
         return type(self), (str(self).removesuffix("; nothing was sent"), self.final)
 
 

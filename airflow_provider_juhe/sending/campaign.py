@@ -22,6 +22,7 @@ from airflow_provider_juhe.exceptions import (
     JuheError,
     JuheGuardError,
     JuheInputError,
+    JuheNotStarted,
     input_checks,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
@@ -256,15 +257,19 @@ class Campaign:
             plan.batch_size,
             request.max_workers,
         )
+        closed: list[Batch] = []  # stopped right before their request by the window's close
+        before_attempt = None if window is None else lambda: _check_open(window)
         dispatcher = Dispatcher(
-            send=lambda batch: send_batch(self.hook, batch),
+            send=lambda batch: send_batch(self.hook, batch, before_attempt),
             ledger=ledger,
             max_workers=request.max_workers,
-            on_outcome=lambda batch, outcome: self._record(summary, batch, outcome),
+            on_outcome=lambda batch, outcome: (
+                closed.append(batch) if not outcome.started else self._record(summary, batch, outcome)
+            ),
             log=self.log,
             should_stop=None if window is None else lambda: not window.is_open(now()),
         )
-        not_started = dispatcher.run(pending)
+        not_started = sorted([*dispatcher.run(pending), *closed], key=lambda batch: batch.index)
         stopped_by = dispatcher.stop_outcome
         if dispatcher.writes:  # a slow task state store slows every send: say what it cost
             self.log.info(
@@ -478,6 +483,12 @@ class Campaign:
             "planned_batches": calls,
             "estimated_fee": estimated_fee,
         }
+
+
+def _check_open(window: SendWindow) -> None:
+    """Right before a request starts: the window must still be open."""
+    if not window.is_open(now()):
+        raise JuheNotStarted(f"the send window {window} has closed; nothing was sent")
 
 
 def tally(batches: Iterable[Batch], templates: Templates | None) -> tuple[int, int, int | None]:
