@@ -43,3 +43,31 @@ def test_a_run_deleted_and_created_again_with_the_same_run_id_sends_again(sandbo
     assert not old_sids & {batch["sid"] for batch in summary["batches"]}
     reached = [number for message in sandbox_conn.messages() for number in message["mobiles"]]
     assert sorted(reached) == sorted(NUMBERS * 2)  # once per DagRun row
+
+
+def test_a_ledger_the_variables_cannot_hold_fails_the_send_retryably_naming_the_store(
+    sandbox_conn, monkeypatch, task_output
+):
+    """Issue 24 (4): a raw LockBusy escaped after 125 s, before any call, and failed every retry alike."""
+    import airflow
+
+    if int(airflow.__version__.split(".")[1]) >= 3:
+        pytest.skip("Airflow 3.3+ keeps the ledger in the task state store")
+    from airflow_provider_juhe import variables
+
+    def unavailable(*args):
+        raise variables.StateUnavailable("reading juhe_sms_ledger_…: OperationalError: database is locked")
+
+    monkeypatch.setattr(variables, "read", unavailable)
+    tpl_id = sandbox_conn.add_template("通知", "银行")
+
+    result = run_dag("juhe_test_send", mobiles=NUMBERS, tpl_id=tpl_id)
+
+    assert result.state == "failed"
+    assert result.tries["send"] == 3  # retried: the trouble may pass
+    output = task_output()
+    assert "LedgerUnavailable" in output
+    assert "send ledger in Airflow Variables" in output
+    assert "database is locked" in output
+    assert "LockBusy" not in output
+    assert sandbox_conn.messages() == []
