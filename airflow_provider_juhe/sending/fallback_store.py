@@ -218,6 +218,7 @@ class VariableLedgerStore:
     def _open(self) -> dict[str, Any]:
         if self._directory is not None:
             return self._directory
+        self._retention()  # a bad [juhe] ledger_retention_days fails here, before any send
         directory: dict[str, Any] | None = _call(variables.read, self.name)
         if directory is not None and directory.get("format") != FORMAT:
             raise JuheConfigError(

@@ -217,8 +217,12 @@ def test_ledger_retention_days_is_declared_and_validated(monkeypatch):
 
     assert "ledger_retention_days" in get_provider_info()["config"]["juhe"]["options"]
     monkeypatch.setenv("AIRFLOW__JUHE__LEDGER_RETENTION_DAYS", "-1")
+    with pytest.raises(JuheConfigError, match="ledger_retention_days") as raised:
+        _store(identity="x").get("juhe_plan")  # the send fails before it starts, naming the option
+    assert raised.value.final
+    monkeypatch.setenv("AIRFLOW__JUHE__LEDGER_RETENTION_DAYS", "a month")
     with pytest.raises(JuheConfigError, match="ledger_retention_days"):
-        _store(identity="x")._retention()
+        _store(identity="x").get("juhe_plan")
     monkeypatch.setenv("AIRFLOW__JUHE__LEDGER_RETENTION_DAYS", "0")
     assert _store(identity="x")._retention() == 0
 
