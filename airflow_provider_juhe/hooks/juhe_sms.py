@@ -39,6 +39,7 @@ from airflow_provider_juhe.exceptions import (
     JuheResponseError,
     api_error,
     input_checks,
+    shorten,
 )
 from airflow_provider_juhe.hooks import transport
 from airflow_provider_juhe.hooks.outcomes import Ending
@@ -411,7 +412,7 @@ class JuheSmsHook(BaseHook):
             raise _Ended(
                 Ending.UNREADABLE_RESULT,
                 f"{path} answered success with an unreadable result ({type(error).__name__}: "
-                f"{self._redact(str(error))[:200]})",
+                f"{self._redact(shorten(str(error), 200))})",
                 sid=_sid_of(result) if kind is CallKind.SEND else None,
             ) from None
 
@@ -437,20 +438,23 @@ class JuheSmsHook(BaseHook):
                 )
                 response = session.send(request, timeout=config.timeout, allow_redirects=False, stream=True)
             except (requests.RequestException, urllib3.exceptions.LocationValueError) as error:
-                raise _Ended(
-                    _transport_ending(error, attempt.started),
-                    f"{type(error).__name__}: {self._redact(str(error))[:300]}",
-                    status=0,
-                ) from None
+                ending = _transport_ending(error, attempt.started)
+                cause = (
+                    f"{type(error).__name__}: {shorten(str(error), 300)}"
+                    if ending is Ending.INVALID_URL
+                    else transport.failure_cause(error, config.base_url, config.timeout, attempt.started)
+                )
+                raise _Ended(ending, self._redact(cause), status=0) from None
             try:
                 body = _read_body(response)
             except _Ended:
                 raise
             except Exception as error:  # urllib3's read errors: the request had started
                 timed_out = isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError))
+                cause = transport.failure_cause(error, config.base_url, config.timeout, started=True)
                 raise _Ended(
                     Ending.DEADLINE if timed_out else Ending.CONNECTION_LOST,
-                    f"{type(error).__name__} reading the answer of {path}: {self._redact(str(error))[:300]}",
+                    f"{self._redact(cause)}, reading the answer of {path}",
                     status=0,
                 ) from None
         try:
@@ -477,7 +481,7 @@ class JuheSmsHook(BaseHook):
             raise _Ended(Ending.UNEXPECTED_SHAPE, self._redact(_excerpt(body, charset)))
         if code == 0:
             return answer.get("result")
-        reason = self._redact(str(answer.get("reason", ""))[:300])
+        reason = self._redact(shorten(str(answer.get("reason", "")), 300))
         if code == RATE_LIMITED_CODE:
             self.rate_limiter.slow_down()
         if code == OUTCOME_UNKNOWN_CODE:
@@ -573,7 +577,7 @@ def _excerpt(body: bytes, charset: str | None) -> str:
         text = body[:EXCERPT_BYTES].decode(charset or "utf-8", "replace")
     except (LookupError, UnicodeError):  # an unknown charset, or one without a "replace" handler
         text = body[:EXCERPT_BYTES].decode("utf-8", "replace")
-    return " ".join(text.split())[:200]
+    return shorten(text, 200)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

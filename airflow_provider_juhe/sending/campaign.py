@@ -24,6 +24,7 @@ from airflow_provider_juhe.exceptions import (
     JuheInputError,
     JuheNotStarted,
     input_checks,
+    shorten,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
@@ -313,8 +314,8 @@ class Campaign:
                     encoding=request.encoding,
                 )
         invalid = list(audience.invalid)
-        if invalid and not audience.to_send and not audience.suppressed:
-            raise JuheInputError(nothing_to_send_message(audience.invalid, request.field))
+        if invalid and not audience.to_send:  # bad entries left nothing: never a green no-op
+            raise JuheInputError(nothing_to_send_message(audience, request.field, variables))
         if invalid:
             self.log.warning(
                 "%d invalid entr(ies) will not be sent (%s): %s",
@@ -544,17 +545,39 @@ def _guard_value(value: Any, name: str) -> int | None:
     return value
 
 
-def nothing_to_send_message(invalid: Mapping[str, str], field_name: str) -> str:
-    """Why a non-empty audience has nothing to send, with the likely cause."""
-    reasons = {reason for reason in invalid.values() if reason != NOT_A_NUMBER}
-    if reasons:
-        return (
-            f"{field_name}: none of the {len(invalid)} rows can be sent ({', '.join(sorted(reasons)[:3])}): "
-            "every row needs a value for each variable the template uses"
-        )
-    message = (
-        f"{field_name}: none of the {len(invalid)} entries is a valid number ({mask_sample(list(invalid))})"
+def nothing_to_send_message(
+    audience: Audience, field_name: str, variables: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """
+    Why a non-empty audience has nothing to send: the reasons with their counts, what else was left
+    out, and the likely cause (a file's columns beside the template's variables, a list rendered to
+    text).
+    """
+    invalid = audience.invalid
+    reasons = "; ".join(
+        f"{reason} ×{count}"
+        for reason, count in sorted(audience.invalid_reasons().items(), key=lambda r: -r[1])
     )
+    others = [
+        f"{len(audience.suppressed)} suppressed" if audience.suppressed else "",
+        f"{len(audience.duplicates)} duplicate entr(ies)" if audience.duplicates else "",
+    ]
+    message = (
+        f"{field_name}: nothing to send: {len(invalid)} invalid ({shorten(reasons, 300, separator=';')})"
+    )
+    message += "".join(f", {other}" for other in others if other)
+    if any(reason != NOT_A_NUMBER for reason in invalid.values()):
+        used = sorted({name for names in (variables or {}).values() for name in names})
+        if audience.header is not None:
+            message += f". The file's columns: {shorten(', '.join(audience.header), 300, separator=',')}"
+        if used:
+            message += f"; the template uses: {', '.join(used)}"
+        message += (
+            ". Every row needs a value for each variable the template uses: rename the columns to the "
+            'variables with columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}'
+        )
+        return message
+    message += f": {mask_sample(list(invalid))}"
     if any(entry[:1] in "[('\"" or entry[-1:] in "])'\"" for entry in invalid):
         message += (
             ". The value looks like a list rendered to its text form, e.g. \"['139…', '139…']\": pass "
