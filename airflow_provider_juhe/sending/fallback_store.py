@@ -154,14 +154,18 @@ class VariableLedgerStore:
         if key not in directory["live"]:  # the directory first: it may name a record not yet written
             directory["live"].append(key)
             changed = True
-        if not directory["sent"] and may_have_sent(key, value):  # before any batch is announced
-            directory["sent"] = True
+        sending = may_have_sent(key, value)
+        if sending and key not in directory["sent"]:  # before the record that announces a batch
+            directory["sent"].append(key)
             changed = True
         if changed:
             self._write_directory()
         sealed = self._seal().encrypt(_dumps(value).encode()).decode()
         _call(variables.write, self._record(key), {"sealed": sealed}, self._description)
         self._values[key] = value
+        if not sending and key in directory["sent"]:  # after the record: every batch of it settled unsent
+            directory["sent"].remove(key)
+            self._write_directory()
 
     # -- the end of a try -----------------------------------------------------------------------------
 
@@ -300,7 +304,7 @@ class VariableLedgerStore:
             "packed": [],
             "archive": 0,
             "chunks": 0,
-            "sent": False,
+            "sent": [],  # the records that say some batch may have gone out
             "used": "",
             "garbage": garbage,
             "wraps": _wrap(data_key, self._appkey()),

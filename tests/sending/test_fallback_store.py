@@ -124,7 +124,9 @@ def test_a_ledger_sealed_under_another_key_with_nothing_sent_is_reopened(monkeyp
     monkeypatch.setattr(fallback_store, "_airflow_fernet", lambda: None)  # only the App key seals
     wrong = _store(appkey="wrong-key")
     wrong.set("juhe_plan", {"batches": 3})
+    wrong.set("juhe_batches_0", {"status": "aa.", "sent": ""})  # announced: the calls may start
     wrong.set("juhe_batches_0", {"status": "...", "sent": ""})  # refused (10001): surely not sent
+    wrong.close()
     fixed = _store(appkey="right-key", attempt=(2, "ti-2"))
     assert fixed.get("juhe_plan") is None  # reopened afresh: the send plans and sends
     fixed.set("juhe_plan", {"batches": 3})
