@@ -96,7 +96,7 @@ class SplitResult:
     summary: dict[str, Any]
 
 
-def split_audience(request: SplitRequest, hook: JuheSmsHook, log: logging.Logger) -> SplitResult:
+def split_audience(request: SplitRequest, hook: JuheSmsHook, log: logging.Logger | Any) -> SplitResult:
     """
     Read, check and guard the whole audience, then write its shards.
 
@@ -125,8 +125,9 @@ def split_audience(request: SplitRequest, hook: JuheSmsHook, log: logging.Logger
         required = template_variables(templates[tpl_id]["content"])
     audience = _audience(request, suppress, required)
     field = "mobiles" if request.recipients is None else "recipients"
-    if audience.invalid and not audience.to_send and not audience.suppressed:
-        raise JuheInputError(nothing_to_send_message(audience.invalid, field))
+    if audience.invalid and not audience.to_send:  # bad entries left nothing: never a green no-op
+        variables = {str(tpl_id): sorted(required)} if required is not None else None
+        raise JuheInputError(nothing_to_send_message(audience, field, variables))
     numbers = len(audience.to_send)
     if max_recipients is not None and numbers > max_recipients:
         raise JuheInputError(

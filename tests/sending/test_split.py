@@ -183,6 +183,9 @@ def test_bad_parameters_fail_naming_the_field_before_anything_is_read(tmp_path, 
 def test_an_audience_of_only_invalid_rows_fails_and_one_only_suppressed_is_a_no_op(tmp_path):
     with pytest.raises(JuheInputError, match="recipients"):
         _split(tmp_path, recipients=[{"mobile": "123", "name": "x", "amount": "1"}])
+    bad_and_suppressed = [*_rows(1), {"mobile": "13900000001", "name": "no amount"}]
+    with pytest.raises(JuheInputError, match="missing #amount#"):  # never a green split of nothing
+        _split(tmp_path, recipients=bad_and_suppressed, suppress=["13800000000"])
     result = _split(tmp_path, recipients=_rows(2), suppress=["13800000000", "13800000001"])
     assert [_read_shard(uri) for uri in result.shards] == [[], []]
     assert result.summary["suppressed"] == 2
