@@ -278,6 +278,56 @@ def check_both_workers(airflow: CeleryDeployment) -> None:
     )
 
 
+SHARDED_DAG = "e2e_juhe_sharded_campaign"
+
+
+def check_sharded_campaign(airflow: CeleryDeployment, sandbox: JuheSandbox) -> None:
+    """
+    The splitter over 60 customers in 80 rows (20 repeated in other spellings, one opted out): a
+    campaign-wide cap below the campaign fails before any shard is written; a cap above it sends
+    each customer once from 8 shards spread over both workers, and the totals add up.
+    """
+    tpl_id = sandbox.add_template("#name#，您的账单已出，请按时还款。", "银行")
+    customers = [f"1370000{i:04d}" for i in range(60)]
+    lines = ["mobile,name"] + [f"{number},客户{i}" for i, number in enumerate(customers)]
+    lines += [f"+86 {number[:3]} {number[3:7]} {number[7:]},again" for number in customers[::3]]
+    source = airflow.home / "sharded-customers.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conf = {
+        "customers": str(source),
+        "suppress": [customers[1]],
+        "tpl_id": tpl_id,
+        "shards": 8,
+        "folder": (airflow.home / "sharded").as_uri(),
+    }
+    capped = airflow.trigger(SHARDED_DAG, {**conf, "max_recipients": 58})
+    airflow.wait_run(SHARDED_DAG, capped)
+    states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(SHARDED_DAG, capped)}
+    check(
+        "sharded campaign: a campaign-wide cap (58 < 59 to send) fails the split before any shard or send",
+        states.get("split") == "failed"
+        and not [m for m in sandbox.messages() if m["tpl_id"] == tpl_id]
+        and not (airflow.home / "sharded" / capped.replace(":", "_")).exists(),
+        f"task states {states}",
+    )
+    run_id = airflow.trigger(SHARDED_DAG, {**conf, "max_recipients": 59})
+    state = airflow.wait_run(SHARDED_DAG, run_id, timeout=240)
+    reached = [n for m in sandbox.messages() if m["tpl_id"] == tpl_id for n in m["mobiles"]]
+    totals = airflow.xcom(SHARDED_DAG, run_id, "totals") if state == "success" else {}
+    per_worker = {w: sum(wl[0] == "send" and wl[2] == run_id for wl in airflow.workloads(w)) for w in WORKERS}
+    check(
+        "sharded campaign: 80 rows, 60 customers, 8 shards on both workers, each customer once",
+        state == "success"
+        and sorted(reached) == sorted(set(customers) - {customers[1]})
+        and (totals.get("requested"), totals.get("sent"), totals.get("suppressed")) == (60, 59, 1)
+        and totals.get("duplicate_count") == 20
+        and all(per_worker.values())
+        and sum(per_worker.values()) == 8,
+        f"run {state}; {len(reached)} SMS to {len(set(reached))} numbers; shards per worker {per_worker}; "
+        f"totals {dict((k, totals.get(k)) for k in ('requested', 'sent', 'suppressed', 'duplicate_count'))}",
+    )
+
+
 def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) -> None:
     assert isinstance(airflow, CeleryDeployment)
     campaign_run, opens = start_campaign(airflow)
@@ -285,6 +335,7 @@ def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) ->
     check_storm_spread(airflow, runs["alert_storm"])
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
+    check_sharded_campaign(airflow, sandbox)
     check_both_workers(airflow)
 
     # Case 1: the task process dies; its worker is drained first, so the retry must go elsewhere.

@@ -1,27 +1,30 @@
 """
-A large campaign scaled out on Airflow: the customers file is split into shards, one mapped send per
-shard, each with its own plan, ledger and report, and an Airflow pool caps the calls in flight across
-every worker.
+A large campaign scaled out on Airflow: the splitter reads the customers file once, de-duplicates it
+and applies the opt-outs and the campaign's guards (``max_recipients``, ``max_fee``) to the whole
+campaign, then writes shards; one mapped send per shard, each with its own plan, ledger and report;
+an Airflow pool caps the calls in flight across every worker; and a last step totals the shards and
+merges their reports into one.
 
 Create the pool once: ``airflow pools set juhe_sms 16 "Juhe SMS calls in flight"``. Each shard's task
 takes ``pool_slots = max_workers`` slots, so at most 16 calls are in flight however many shards run.
-Rows are sharded by their number, so that all rows of one number land in the same shard and are
-de-duplicated there. Uses the Variables of ``example_juhe_repayment_reminders``.
+Uses the Variables of ``example_juhe_repayment_reminders``.
 """
 
 from __future__ import annotations
 
-import csv
-import zlib
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, ObjectStoragePath, Variable, task
+from airflow.sdk import DAG, XComArg
 
-from airflow_provider_juhe.mobiles import normalise_mobile
-from airflow_provider_juhe.operators.juhe_sms import JuheSendSmsOperator
+from airflow_provider_juhe.operators.juhe_sms import (
+    JuheCampaignTotalsOperator,
+    JuheSendSmsOperator,
+    JuheSplitAudienceOperator,
+)
 
 CUSTOMERS = Path(__file__).resolve().with_name("repayment_customers.csv")
+FOLDER = "{{ var.value.get('juhe_report_folder', 'file:///tmp/juhe-reports') }}/sharded/{{ run_id | replace(':', '_') }}"
 SHARDS = 3
 WORKERS_PER_SHARD = 4
 
@@ -32,45 +35,29 @@ with DAG(
     catchup=False,
     tags=["juhe", "example"],
 ) as dag:
-
-    @task
-    def write_shards(dag_run=None) -> list[str]:
-        """Stream the export into shard files by number; return their URIs."""
-        base = Variable.get("juhe_report_folder", default="file:///tmp/juhe-reports")
-        folder = ObjectStoragePath(f"{base}/shards/{dag_run.run_id.replace(':', '_')}")
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / f"customers-{shard}.csv" for shard in range(SHARDS)]
-        with CUSTOMERS.open(encoding="utf-8", newline="") as source:
-            reader = csv.DictReader(source)
-            files = [path.open("w", encoding="utf-8", newline="") for path in paths]
-            try:
-                writers = [csv.DictWriter(file, fieldnames=reader.fieldnames) for file in files]
-                for writer in writers:
-                    writer.writeheader()
-                for row in reader:
-                    shard = zlib.crc32(normalise_mobile(row["mobile"]).encode()) % SHARDS
-                    writers[shard].writerow(row)
-            finally:
-                for file in files:
-                    file.close()
-        return [str(path) for path in paths]
+    split = JuheSplitAudienceOperator(
+        task_id="split",
+        shards=SHARDS,
+        output_uri=f"{FOLDER}/shards",
+        recipients=str(CUSTOMERS),
+        suppress=str(CUSTOMERS.with_name("opt_outs.txt")),
+        tpl_id="{{ var.value.juhe_repayment_tpl_id }}",
+        max_recipients=100_000,  # for the whole campaign, not per shard
+    )
 
     sends = JuheSendSmsOperator.partial(
         task_id="send_shard",
         tpl_id="{{ var.value.juhe_repayment_tpl_id }}",
-        suppress=str(CUSTOMERS.with_name("opt_outs.txt")),
-        report_path="{{ ti.xcom_pull('write_shards')[ti.map_index] | replace('.csv', '-report.csv') }}",
+        report_path=f"{FOLDER}/reports/shard-{{{{ ti.map_index }}}}.csv",
         max_workers=WORKERS_PER_SHARD,
         pool="juhe_sms",
         pool_slots=WORKERS_PER_SHARD,
-    ).expand(recipients=write_shards())
+    ).expand(recipients=split.output)
 
-    @task
-    def totals(summaries: list[dict]) -> dict[str, int]:
-        """One line over every shard: what a dashboard shows."""
-        keys = ("requested", "sent", "invalid_count", "suppressed", "failed_count", "unknown_count", "fee")
-        result = {key: sum(summary[key] for summary in summaries) for key in keys}
-        print(f"Campaign totals: {result}")
-        return result
-
-    totals(sends.output)
+    JuheCampaignTotalsOperator(
+        task_id="totals",
+        summaries=sends.output,
+        split_summary=XComArg(split, key="summary"),
+        report_path=f"{FOLDER}/campaign-report.csv",
+        trigger_rule="all_done",  # the totals of a campaign some of whose shards failed, too
+    )

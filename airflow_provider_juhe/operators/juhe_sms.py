@@ -24,6 +24,7 @@ from airflow_provider_juhe.sending.campaign import (
 )
 from airflow_provider_juhe.sending.fallback_store import ledger_store
 from airflow_provider_juhe.sending.plan import validate_batching
+from airflow_provider_juhe.sending.split import SplitRequest, campaign_totals, split_audience
 from airflow_provider_juhe.sending.window import now
 
 
@@ -249,7 +250,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
 
     def call_juhe(self, context: Context) -> dict[str, Any]:
         request = SendRequest(**{name: self._input(name) for name in SendRequest.fields()})
-        outcome = Campaign(request, self.hook, ledger_store(context, self.hook), self.log).run()
+        with ledger_store(context, self.hook) as store:  # below 3.3, packed when the try ends
+            outcome = Campaign(request, self.hook, store, self.log).run()
         if isinstance(outcome, WaitUntil):
             self._defer(outcome)
         return self._conclude(context, outcome)
@@ -275,3 +277,154 @@ class JuheSendSmsOperator(JuheBaseOperator):
         if failure.final:
             raise AirflowFailException(failure.message)
         raise JuheError(failure.message)  # a retry sends what surely was not sent, and only that
+
+
+class JuheSplitAudienceOperator(JuheBaseOperator):
+    """
+    Split a campaign into shards for mapped sends, its guards applied to the whole campaign.
+
+    Reads the whole audience once, normalises and de-duplicates it across all of it, applies the
+    opt-outs, ``max_recipients`` and ``max_fee`` to the campaign (failing before any shard is
+    written, as the send would), and writes ``shards`` gzipped JSON Lines files under
+    ``output_uri``, every row of one number in the same shard, each row with the variables it is
+    sent with. Returns the shards' URIs, for
+    ``JuheSendSmsOperator.partial(...).expand(recipients=split.output)``; the split's own counts and
+    report (invalid, suppressed and repeated entries, which are in no shard) are pushed to XCom
+    under the key ``summary``, for :class:`JuheCampaignTotalsOperator`. The same input always
+    writes the same files, and a file that already holds them is not touched: a retry of the split
+    while shards are being sent changes nothing under them.
+
+    :param shards: how many shard files to write (1 to 10,000). (templated)
+    :param output_uri: the folder (path or URI, e.g. ``s3://bucket/sms/{{ ds }}``) the shards and
+        ``split-report.csv`` are written to. (templated)
+    :param recipients: rows, or a path/URI of a ``.csv``/``.jsonl`` file (optionally ``.gz``), as
+        ``JuheSendSmsOperator`` reads them. (templated)
+    :param mobiles: instead of ``recipients``: numbers, all with ``tpl_value``. (templated)
+    :param suppress: numbers never to send to (opt-outs), as ``JuheSendSmsOperator`` reads them. (templated)
+    :param tpl_id: the template the shards are sent with: its text gives the variables every row
+        must fill and the fee estimate. (templated)
+    :param tpl_value: variables for every row (a row's own override them); written into each row. (templated)
+    :param max_fee: the most the whole campaign may cost, in SMS: estimated from the template's text
+        as a dry run does; above it (or with the text unreadable) no shard is written. (templated)
+    :param max_recipients: the most numbers the whole campaign may go to. (templated)
+    :param mobile_field: the key or CSV column that holds the number.
+    :param columns: renames the rows' keys (a file's header) to template variables. (templated)
+    :param encoding: the codec of ``recipients`` and ``suppress`` files, e.g. ``"gbk"``. (templated)
+    :param allow_empty_suppress: accept a ``suppress`` source with no entry at all.
+    """
+
+    template_fields: Sequence[str] = (
+        "shards",
+        "output_uri",
+        "recipients",
+        "mobiles",
+        "suppress",
+        "tpl_id",
+        "tpl_value",
+        "max_fee",
+        "max_recipients",
+        "columns",
+        "encoding",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"tpl_value": "json", "columns": "json"}
+    personal_fields: ClassVar[tuple[str, ...]] = ("mobiles", "recipients", "suppress")
+
+    def __init__(
+        self,
+        *,
+        shards: int,
+        output_uri: Any,
+        recipients: Any = None,
+        mobiles: str | Iterable[str] | None = None,
+        suppress: Any = None,
+        tpl_id: int | str | None = None,
+        tpl_value: Mapping[str, object] | str | None = None,
+        max_fee: int | str | None = None,
+        max_recipients: int | str | None = None,
+        mobile_field: str = "mobile",
+        columns: Mapping[str, str] | None = None,
+        encoding: str = "utf-8",
+        allow_empty_suppress: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (mobiles is None) == (recipients is None):
+            raise ValueError("mobiles, recipients: give exactly one of them")
+        self.shards = shards
+        self.output_uri = output_uri
+        self.recipients = recipients
+        self.mobiles = mobiles
+        self.suppress = suppress
+        self.tpl_id = tpl_id
+        self.tpl_value = tpl_value
+        self.max_fee = max_fee
+        self.max_recipients = max_recipients
+        self.mobile_field = mobile_field
+        self.columns = columns
+        self.encoding = encoding
+        self.allow_empty_suppress = allow_empty_suppress
+
+    def call_juhe(self, context: Context) -> list[str]:
+        request = SplitRequest(**{name: self._input(name) for name in SplitRequest.__dataclass_fields__})
+        result = split_audience(request, self.hook, self.log)
+        context["ti"].xcom_push(key="summary", value=result.summary)
+        return result.shards
+
+
+class JuheCampaignTotalsOperator(PersonalFieldsMixin, BaseOperator):
+    """
+    The campaign's summary: every count of the shards' send summaries (and of the split's) added
+    up, the invariant over counts checked, and the reports merged into one CSV. Give it
+    ``trigger_rule="all_done"`` so it also totals a campaign some of whose shards failed (a failed
+    send still pushes its summary); a shard that left no summary fails it, naming the shard.
+
+    Returns ``{"requested", "sent", "fee", "suppressed", "invalid_count", "failed_count",
+    "unknown_count", "duplicate_count", "batches_count", "invalid_reasons", "estimated_fee",
+    "shards", "shards_failed", "report"}``.
+
+    :param summaries: the shards' summaries: the mapped send's ``.output``. (templated)
+    :param split_summary: the split's summary: ``XComArg(split, key="summary")``. (templated)
+    :param report_path: where to write the merged report (path/URI); ``None``: not merged. (templated)
+    """
+
+    template_fields: Sequence[str] = ("summaries", "split_summary", "report_path")
+    personal_fields: ClassVar[tuple[str, ...]] = ("summaries", "split_summary")
+    ui_color = "#e8f4ff"
+
+    def __init__(
+        self, *, summaries: Any, split_summary: Any = None, report_path: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.summaries = summaries
+        self.split_summary = split_summary
+        self.report_path = report_path
+
+    def _mask_personal_fields(self) -> None:
+        # Summaries list numbers (invalid, unknown): the rendered fields show only what they are.
+        for name in self.personal_fields:
+            value = getattr(self, name)
+            if name not in self._inputs and value is not None:
+                self._inputs[name] = value
+                setattr(self, name, f"<{type(value).__name__}: send summaries, not shown>")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        summaries = list(self._input("summaries") or [])
+        try:
+            totals = campaign_totals(summaries, self._input("split_summary"), self.report_path)
+        except JuheError as error:
+            raise AirflowFailException(str(error)) from error  # a retry cannot change what the shards left
+        self.log.info(
+            "Campaign totals over %d shard(s): requested %d, sent %d, fee %d; invalid %d, suppressed %d, "
+            "failed %d, unknown %d; %d duplicate entr(ies)%s",
+            totals["shards"],
+            totals["requested"],
+            totals["sent"],
+            totals["fee"],
+            totals["invalid_count"],
+            totals["suppressed"],
+            totals["failed_count"],
+            totals["unknown_count"],
+            totals["duplicate_count"],
+            f"; merged report: {totals['report']}" if totals["report"] else "",
+        )
+        return totals

@@ -43,7 +43,7 @@ class StateStore(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-class InMemoryStateStore(dict):
+class InMemoryStateStore(dict[str, Any]):
     """A state store for runs without ``task_state_store`` (it does not survive task retries)."""
 
     def set(self, key: str, value: Any) -> None:
@@ -141,3 +141,10 @@ def _parse_sent(sent: str) -> dict[int, str]:
 
 def _segments(batch_count: int) -> int:
     return (batch_count + SEGMENT_BATCHES - 1) // SEGMENT_BATCHES
+
+
+def may_have_sent(key: str, value: Any) -> bool:
+    """Whether a ledger record says that some batch may have gone out (announced, sent or unknown)."""
+    if not key.startswith(SEGMENT_KEY.format("")) or not isinstance(value, Mapping):
+        return False
+    return any(state != NOT_SENT for state in str(value.get("status", "")))
