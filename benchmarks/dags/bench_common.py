@@ -91,10 +91,10 @@ def personal_calls(path: str | Path, tpl_id: int) -> list[dict[str, str]]:
         ]
 
 
-def juhe_connection() -> tuple[str, str]:
-    """The sandbox's URL and key, from the ``juhe_sms_default`` connection the operator uses too."""
+def juhe_connection(conn_id: str = "juhe_sms_default") -> tuple[str, str]:
+    """The sandbox's URL and key, from the connection the operator uses too."""
     from airflow.sdk import BaseHook
 
-    connection = BaseHook.get_connection("juhe_sms_default")
+    connection = BaseHook.get_connection(conn_id)
     url = connection.host if "://" in connection.host else f"http://{connection.host}"
     return url.rstrip("/") + (f":{connection.port}" if connection.port else ""), connection.password
