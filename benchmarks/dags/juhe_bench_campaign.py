@@ -17,6 +17,7 @@ from bench_common import (
     juhe_connection,
     personal_calls,
     send_by_hand,
+    send_by_hand_async,
 )
 
 from airflow_provider_juhe.operators.juhe_sms import JuheSendSmsOperator
@@ -41,6 +42,16 @@ for suffix, conn_id in (("", "juhe_sms_default"), ("_jitter", "juhe_sms_jitter")
             )
 
         send()
+
+with DAG("juhe_bench_campaign_async_by_hand", schedule=None, start_date=START, catchup=False):
+
+    @task(task_id="send")
+    def send_async() -> int:
+        return send_by_hand_async(
+            *juhe_connection(), personal_calls(RECIPIENTS_FILE, CAMPAIGN_TPL_ID), CAMPAIGN_WORKERS
+        )
+
+    send_async()
 
 with DAG("juhe_bench_campaign_dry_run", schedule=None, start_date=START, catchup=False):
     JuheSendSmsOperator(task_id="send", recipients=RECIPIENTS_FILE, dry_run=True, **SETTINGS)

@@ -16,21 +16,18 @@ GRID = [(w, ms, sigma) for w in (8, 32) for ms in (5, 25, 35) for sigma in (0.0,
 
 
 @pytest.mark.parametrize(("workers", "write_ms", "sigma"), GRID)
-def test_throughput_floor_and_bound(workers, write_ms, sigma):
-    result = simulate(workers, write_ms / 1000, LATENCY, sigma, seed=7)
-
-    floor = 0.97 if sigma == 0 else 0.88
-    assert result.of_ideal >= floor, f"{result.of_ideal:.3f} of W/L"
-    assert result.most_announced == result.bound  # the bound is reached (it is what limits), never passed
-
-
-@pytest.mark.parametrize(("workers", "write_ms", "sigma"), GRID)
-def test_writes_stay_few(workers, write_ms, sigma, monkeypatch):
-    """Steady: one write a round. Jitter: at most 1.3x the writes of a fixed trigger (W // 8 left)."""
+def test_throughput_floor_bound_and_writes(workers, write_ms, sigma, monkeypatch):
+    """
+    Steady: >= 0.97 of W/L and one write a round. Jitter: >= 0.88 of W/L and at most 1.3x the writes
+    of a fixed trigger (a write once W // 8 announced batches are left, which idles workers during
+    slow writes). The bound, at every step, inside simulate.
+    """
     result = simulate(workers, write_ms / 1000, LATENCY, sigma, seed=7)
     monkeypatch.setattr(DispatchState, "write_ahead", lambda state: max(1, state.max_workers // 8))
     fixed = simulate(workers, write_ms / 1000, LATENCY, sigma, seed=7)
 
+    assert result.of_ideal >= (0.97 if sigma == 0 else 0.88), f"{result.of_ideal:.3f} of W/L"
+    assert result.most_announced == result.bound  # the bound is reached (it is what limits), never passed
     assert result.writes <= 1.3 * fixed.writes
     if sigma == 0:
         assert result.writes_per_1000_calls <= 1.05 * 1000 / workers
