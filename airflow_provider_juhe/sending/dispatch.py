@@ -200,8 +200,8 @@ class DispatchState:
 
     def next_write(self, stopping: bool) -> LedgerWrite | None:
         """
-        The write to make now, counted as made (its announced batches as unsettled from its start, its
-        settled ones from its end, so the count never falls below the ledger's); ``None`` if empty.
+        The write to make now, or ``None`` if there is nothing to write. ``unsettled`` becomes what the
+        ledger shows once the write lands (one write changes the ledger at once): at most ``bound``.
         """
         settle, self.finished = self.finished, []
         release = list(self.ready) if stopping else []
