@@ -127,19 +127,18 @@ def main(forms: list[str]) -> None:
         jitter_hook = JuheSmsHook(juhe_conn_id="juhe_sms_jitter")
         airflow = BenchDeployment(home, _SandboxAt(url))  # type: ignore[arg-type]
         airflow.env["AIRFLOW_CONN_JUHE_SMS_JITTER"] = _SandboxAt(jitter_url).connection_json()
+        templates = [("银行", "您的账单已出，请按时还款。"), ("银行", TEMPLATE)]
+        tpl_ids = [hook.submit_template(*template)["tpl_id"] for template in templates]
         # The same template ids on both sandboxes: each numbers its templates from the same start.
-        assert [
-            jitter_hook.submit_template("银行", "您的账单已出，请按时还款。")["tpl_id"],
-            jitter_hook.submit_template("银行", TEMPLATE)["tpl_id"],
-        ] == [1000, 1001]
+        assert [jitter_hook.submit_template(*template)["tpl_id"] for template in templates] == tpl_ids
         airflow.env.update(
             JUHE_BENCH_NUMBERS=str(numbers),
             JUHE_BENCH_RECIPIENTS=str(customers),
             JUHE_BENCH_WORKERS=str(WORKERS),
             JUHE_BENCH_BATCH=str(BATCH),
             JUHE_BENCH_CAMPAIGN_WORKERS=str(CAMPAIGN_WORKERS),
-            JUHE_BENCH_TPL_ID=str(hook.submit_template("银行", "您的账单已出，请按时还款。")["tpl_id"]),
-            JUHE_BENCH_CAMPAIGN_TPL_ID=str(hook.submit_template("银行", TEMPLATE)["tpl_id"]),
+            JUHE_BENCH_TPL_ID=str(tpl_ids[0]),
+            JUHE_BENCH_CAMPAIGN_TPL_ID=str(tpl_ids[1]),
         )
         try:
             airflow.start()
