@@ -17,6 +17,7 @@ from bench_common import (
     juhe_connection,
     personal_calls,
     send_by_hand,
+    send_by_hand_aiohttp,
     send_by_hand_async,
 )
 
@@ -52,6 +53,16 @@ with DAG("juhe_bench_campaign_async_by_hand", schedule=None, start_date=START, c
         )
 
     send_async()
+
+with DAG("juhe_bench_campaign_aiohttp_by_hand", schedule=None, start_date=START, catchup=False):
+
+    @task(task_id="send")
+    def send_aiohttp() -> int:
+        return send_by_hand_aiohttp(
+            *juhe_connection(), personal_calls(RECIPIENTS_FILE, CAMPAIGN_TPL_ID), CAMPAIGN_WORKERS
+        )
+
+    send_aiohttp()
 
 with DAG("juhe_bench_campaign_dry_run", schedule=None, start_date=START, catchup=False):
     JuheSendSmsOperator(task_id="send", recipients=RECIPIENTS_FILE, dry_run=True, **SETTINGS)
