@@ -92,10 +92,12 @@ constraints:
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/simulation.py
 	$(BIN)/python benchmarks/bulk_send.py
 	$(BIN)/python benchmarks/carrier_grouping.py
 	$(BIN)/python benchmarks/dry_run_memory.py
 	$(BIN)/python benchmarks/campaign.py
+	$(BIN)/python benchmarks/ceiling.py
 	$(BIN)/python benchmarks/deployed.py
 
 clean:

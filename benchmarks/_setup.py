@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -23,6 +24,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "dags"))  # bench_commo
 REPEAT = int(os.environ.get("JUHE_BENCH_REPEAT", "2"))
 
 APPKEY = "bench-appkey"
+#: Latency spreads measured (JUHE_BENCH_SIGMAS): steady, and lognormal sigma = 0.3 around the mean.
+SIGMAS = tuple(float(s) for s in os.environ.get("JUHE_BENCH_SIGMAS", "0,0.3").split(","))
+
+
+def profile(sigma: float) -> str:
+    return "steady" if not sigma else f"sigma={sigma:g}"
+
+
+def cpu_seconds() -> float:
+    """CPU this process (all its threads) has used, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class LedgerWrites:
+    """Counts the dispatcher's calls and ledger writes in this process (wraps ``Dispatcher.run``; one a process)."""
+
+    def __init__(self) -> None:
+        self.calls = self.writes = 0
+        self.write_seconds = 0.0
+        from airflow_provider_juhe.sending import dispatch
+
+        original = dispatch.Dispatcher.run
+        counter = self
+
+        def run(dispatcher: Any, batches: Any) -> Any:
+            try:
+                return original(dispatcher, batches)
+            finally:
+                counter.calls += len(batches)
+                counter.writes += dispatcher.writes
+                counter.write_seconds += dispatcher.write_seconds
+
+        dispatch.Dispatcher.run = run  # type: ignore[method-assign]
+
+    _installed: LedgerWrites | None = None
+
+    @classmethod
+    def installed(cls) -> LedgerWrites:
+        """The process's counter, installed on first use; counting from zero."""
+        if cls._installed is None:
+            cls._installed = cls()
+        cls._installed.reset()
+        return cls._installed
+
+    def reset(self) -> None:
+        self.calls = self.writes = 0
+        self.write_seconds = 0.0
+
+    def per_1000_calls(self) -> float:
+        return 1000 * self.writes / max(1, self.calls)
+
+    def mean_ms(self) -> float:
+        return 1000 * self.write_seconds / max(1, self.writes)
 
 
 def quiet_logs() -> None:
@@ -64,7 +119,7 @@ def airflow_home(dags_folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def sandbox_process(latency: float = 0.0) -> Iterator[str]:
+def sandbox_process(latency: float = 0.0, sigma: float = 0.0) -> Iterator[str]:
     """``python -m airflow_provider_juhe.sandbox`` in a child process; yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -78,6 +133,10 @@ def sandbox_process(latency: float = 0.0) -> Iterator[str]:
         "0",
         "--latency",
         str(latency),
+        "--latency-sigma",
+        str(sigma),
+        "--seed",
+        "1",
         "--quiet",
     ]
     log = tempfile.NamedTemporaryFile("w+", prefix="juhe-sandbox-", suffix=".log")  # noqa: SIM115
@@ -121,3 +180,26 @@ def best_alternately(operator: Callable[[], float], by_hand: Callable[[], float]
         rates[0].append(operator())
         rates[1].append(by_hand())
     return max(rates[0]), max(rates[1])
+
+
+def machine() -> str:
+    """The machine a figure was measured on: cores, CPU model, Python and Airflow versions."""
+    import platform
+    from importlib.metadata import version
+
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):  # noqa: SIM115
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} cores ({model}), {platform.machine()}, Python {platform.python_version()}, "
+        f"Airflow {version('apache-airflow')}"
+    )
+
+
+def load() -> str:
+    """The load average (1 and 5 minutes): other work on a shared machine slows a figure."""
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"

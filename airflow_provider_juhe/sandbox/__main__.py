@@ -1,6 +1,6 @@
 """
 ``python -m airflow_provider_juhe.sandbox --port 8765 --appkey KEY [--approve-after SECONDS]
-[--template "【签名】内容"]... [--messages FILE] [--quiet]``.
+[--latency SECONDS [--latency-sigma SIGMA]] [--template "【签名】内容"]... [--messages FILE] [--quiet]``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--forbidden-word", action="append", help="content that makes the review reject")
     parser.add_argument(
-        "--latency", type=float, default=0.0, help="each call's response time in seconds (own work included)"
+        "--latency",
+        type=float,
+        default=0.0,
+        help="each call's response time in seconds (own work included); with --latency-sigma, its mean",
     )
+    parser.add_argument(
+        "--latency-sigma",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="lognormal spread of the response times around --latency: the standard deviation of their "
+        "log (0.3: most within 0.5x-1.8x the mean); 0, the default: every call takes --latency",
+    )
+    parser.add_argument("--seed", type=int, help="seed of the latency draws (and fraction faults)")
     parser.add_argument(
         "--quiet", action="store_true", help="do not print each accepted message (load tests, benchmarks)"
     )
@@ -51,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         approve_after=args.approve_after,
         forbidden_words=tuple(args.forbidden_word or ("赌博", "贷款秒批")),
         latency=args.latency,
+        latency_sigma=args.latency_sigma,
+        seed=args.seed,
     )
     stopped = threading.Event()
     # Set from another thread: the handler runs on the main thread, which may hold the event's lock.

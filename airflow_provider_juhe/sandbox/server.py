@@ -174,8 +174,12 @@ class JuheSandbox:
     :param approve_after: seconds a submitted template stays in review before it is decided.
     :param forbidden_words: a template containing one of these is rejected by the review.
     :param latency: each call's response time in seconds, from its arrival to its answer (the
-        sandbox's own work included, as with a remote API).
-    :param seed: seed for fraction-based fault injection.
+        sandbox's own work included, as with a remote API); with ``latency_sigma``, its mean.
+    :param latency_sigma: spread of the response times: each one drawn from a lognormal distribution
+        whose mean is ``latency`` and whose log has this standard deviation (0.3: most calls within
+        about 0.5x to 1.8x the mean, as a loaded remote API answers). 0 (the default): every call takes
+        ``latency``.
+    :param seed: seed for fraction-based fault injection and the latency draws.
     """
 
     def __init__(
@@ -187,6 +191,7 @@ class JuheSandbox:
         approve_after: float = 0.0,
         forbidden_words: tuple[str, ...] = ("赌博", "贷款秒批"),
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
         seed: int | None = None,
     ) -> None:
         self.state = SandboxState(
@@ -194,6 +199,7 @@ class JuheSandbox:
             approve_after=approve_after,
             forbidden_words=tuple(forbidden_words),
             latency=latency,
+            latency_sigma=latency_sigma,
             seed=seed,
         )
         self._address = (host, port)
@@ -277,21 +283,25 @@ class JuheSandbox:
         size: int = 0,
         shape: str = "not_json",
         status: int = 200,
+        sigma: float = 0.0,
     ) -> None:
         """
         Make the next ``times`` calls (``None``: every call), or a ``fraction`` of calls, misbehave.
 
         :param kind: refusing the call: ``"error"`` (answer ``error_code``), ``"html_502"`` (an HTML Bad
             Gateway page, padded to ``size`` bytes if given). Carrying the call out, then spoiling the
-            answer: ``"latency"`` (wait ``seconds`` more), ``"drop"`` (close the connection without
-            answering), ``"reset"`` (a TCP reset instead of the answer), ``"trickle"`` (the answer one
+            answer: ``"latency"`` (wait ``seconds`` more; with ``sigma``, a lognormal draw around
+            ``seconds``, as ``latency_sigma``), ``"drop"`` (close the connection without answering),
+            ``"reset"`` (a TCP reset instead of the answer), ``"trickle"`` (the answer one
             byte every ``seconds``), ``"oversized"`` (the answer padded to ``size`` bytes, default 100 MB,
             with HTTP ``status``), ``"unknown_code"`` (``error_code`` if set, else 229999: a code the vendor doc does not list), or
             ``"malformed"`` (the answer mangled to ``shape``, one of ``MALFORMED_SHAPES``).
         :param path: only calls whose path ends with this, e.g. ``"send.php"``.
         :param after: let this many matching calls through first (``after=2``: the third send fails).
         """
-        self.state.inject(Fault(kind, times, fraction, error_code, seconds, path, after, size, shape, status))
+        self.state.inject(
+            Fault(kind, times, fraction, error_code, seconds, path, after, size, shape, status, sigma)
+        )
 
     def port_number(self, number: str, carrier: str) -> None:
         """Move a number to another carrier (携号转网): mobileGroup answers ``carrier`` for it from now on."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import threading
 import time
@@ -74,6 +75,7 @@ class Fault:
     size: int = 0
     shape: str = "not_json"
     status: int = 200
+    sigma: float = 0.0  # a latency fault's lognormal spread around ``seconds``
 
     def matches(self, path: str, rng: random.Random) -> bool:
         if self.path is not None and not path.endswith(self.path):
@@ -142,6 +144,7 @@ class SandboxState:
     approve_after: float = 0.0
     forbidden_words: tuple[str, ...] = ("赌博", "贷款秒批")
     latency: float = 0.0
+    latency_sigma: float = 0.0
     seed: int | None = None
     clock: Callable[[], float] = time.monotonic
     templates: dict[int, Template] = field(default_factory=dict)
@@ -151,6 +154,8 @@ class SandboxState:
     ported: dict[str, str] = field(default_factory=dict)  # number -> carrier, after 携号转网
 
     def __post_init__(self) -> None:
+        if self.latency < 0 or self.latency_sigma < 0:
+            raise ValueError("latency and latency_sigma: expected seconds >= 0 and a spread >= 0")
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._tpl_ids = itertools.count(1000)
@@ -204,7 +209,9 @@ class SandboxState:
                 }
             )
             faults = [f for f in self.faults if f.matches(path, self._rng)]
-        delay = self.latency + sum(f.seconds for f in faults if f.kind == "latency")
+            delay = self._spread(self.latency, self.latency_sigma) + sum(
+                self._spread(f.seconds, f.sigma) for f in faults if f.kind == "latency"
+            )
         for fault in faults:
             if fault.kind == "error":
                 return Reply(_error(fault.error_code, "sandbox: injected error"), delay=delay)
@@ -222,6 +229,12 @@ class SandboxState:
         for fault in faults:
             _spoil(reply, fault)
         return reply
+
+    def _spread(self, mean: float, sigma: float) -> float:
+        """A lognormal draw whose mean is ``mean`` (``sigma``: its log's standard deviation); held lock."""
+        if not sigma or mean <= 0:
+            return mean
+        return self._rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
 
     # -- the four calls (called with the lock held) ------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -88,9 +89,160 @@ def outcome_of(error: JuheError) -> Outcome:
     return Outcome(FAILED_OUTCOME, error_code=code, reason=reason, stop=stop, final=error.final)
 
 
+#: Calls whose times feed the running mean and spread (an exponential average over about this many).
+CALL_TIME_MEMORY = 20
+#: Call times count as steady when their spread (standard deviation over mean) stays below this.
+STEADY_SPREAD = 0.1
+#: How far ahead of the workers the writer writes, in writes' worth of finishing calls. More keeps
+#: workers busier under jitter only where the bound leaves room, and costs writes: at W = 32, L = 50 ms,
+#: w = 25 ms, lognormal sigma = 0.3 (simulated), 1.5 gives 1.00 of W/L for 1.7x the writes, 0.5 gives 0.97
+#: for 1.2x.
+WRITE_AHEAD = 0.5
+
+
+@dataclass
+class LedgerWrite:
+    """One ledger write: finished calls to settle, never-started batches to release, batches to announce."""
+
+    settle: list[tuple[Batch, Outcome]]
+    release: list[Batch]
+    announce: list[Batch]
+
+    def ledger_updates(self) -> tuple[list[tuple[int, str]], dict[int, tuple[str, int]]]:
+        """The ledger's ``write`` arguments: each batch's new state, and the sent ones' sid and fee."""
+        states = {UNKNOWN_OUTCOME: UNKNOWN, SENT_OUTCOME: SENT, FAILED_OUTCOME: NOT_SENT}
+        updates = [(batch.index, states[outcome.status]) for batch, outcome in self.settle]
+        updates += [(batch.index, NOT_SENT) for batch in self.release]
+        updates += [(batch.index, ANNOUNCED) for batch in self.announce]
+        sent = {
+            batch.index: (outcome.sid or "", outcome.fee)  # a sent call always has its sid
+            for batch, outcome in self.settle
+            if outcome.status == SENT_OUTCOME
+        }
+        return updates, sent
+
+
+class DispatchState:
+    """
+    What the dispatcher holds and decides, free of threads and clocks: the batches pending, announced
+    (ready), in flight and finished; when the next ledger write is due and what it holds.
+
+    The bound: the ledger never shows more than ``2 × max_workers`` batches announced and not settled.
+    The trigger sizes writes from what it measures, the mean write time ``w`` and the mean call time
+    ``L`` and its spread. Under steady call times the finishes of a round come together: a write is
+    due once the announced batches left (``ready``) are gone, and one write settles the whole round.
+    Under jitter the finishes spread out: a write is due once ``ready`` is down to the calls that
+    finish during half a write (``0.5·W·w/L``, at least 1), so that workers finishing while it is
+    written still find a batch. A finished call waits at most ``SETTLE_DELAY_SECONDS`` either way.
+
+    :param batches: the batches to send, in plan order.
+    :param max_workers: calls in flight at once.
+    """
+
+    def __init__(self, batches: Sequence[Batch], max_workers: int) -> None:
+        self.max_workers = max_workers
+        #: Most batches the ledger may show announced and not settled.
+        self.bound = 2 * max_workers
+        self.pending: deque[Batch] = deque(batches)
+        self.ready: deque[Batch] = deque()
+        self.finished: list[tuple[Batch, Outcome]] = []
+        self.in_flight = 0
+        self.unsettled = 0  # announced in the ledger (or being announced), not yet settled there
+        self.stopped = False
+        self.stop_outcome: Outcome | None = None
+        self.finished_since = 0.0
+        #: Ledger writes made and the seconds they took: the state store's share of the send's time.
+        self.writes = 0
+        self.write_seconds = 0.0
+        #: Calls finished; their running mean time and variance (exponentially weighted).
+        self.calls = 0
+        self.call_mean = 0.0
+        self.call_variance = 0.0
+
+    # -- the workers' side ---------------------------------------------------------------------------
+
+    def take(self) -> Batch | None:
+        """The next announced batch for a worker to call, or ``None``."""
+        if not self.ready:
+            return None
+        self.in_flight += 1
+        return self.ready.popleft()
+
+    def finish(self, batch: Batch, outcome: Outcome, seconds: float, now: float) -> None:
+        """A call ended after ``seconds``, at ``now``."""
+        self.in_flight -= 1
+        if not self.finished:
+            self.finished_since = now
+        self.finished.append((batch, outcome))
+        if outcome.stop and not self.stopped:
+            self.stopped = True
+            self.stop_outcome = outcome
+        self.calls += 1
+        if self.calls == 1:
+            self.call_mean = seconds
+            return
+        weight = 1 / min(self.calls, CALL_TIME_MEMORY)
+        deviation = seconds - self.call_mean
+        self.call_mean += weight * deviation
+        self.call_variance = (1 - weight) * (self.call_variance + weight * deviation * deviation)
+
+    # -- the writer's side ---------------------------------------------------------------------------
+
+    def write_ahead(self) -> int:
+        """Announced batches left (``ready``) at which a write is due."""
+        if not self.writes or self.calls < self.max_workers or self.call_mean <= 0:
+            return max(1, self.max_workers // 8)  # nothing measured yet
+        if self.call_variance**0.5 < STEADY_SPREAD * self.call_mean:
+            return 0
+        write_mean = self.write_seconds / self.writes
+        return max(1, math.ceil(WRITE_AHEAD * self.max_workers * write_mean / self.call_mean))
+
+    def write_due(self, now: float) -> bool:
+        """Whether the writer should write now (``stopping`` aside)."""
+        if not self.pending:
+            return True
+        if len(self.ready) <= self.write_ahead():
+            return True
+        return bool(self.finished) and now - self.finished_since >= SETTLE_DELAY_SECONDS
+
+    def due_in(self, now: float) -> float:
+        """Seconds until a finished call's wait makes a write due (``STOP_POLL_SECONDS`` if none is)."""
+        if not self.finished:
+            return STOP_POLL_SECONDS
+        return max(0.0, self.finished_since + SETTLE_DELAY_SECONDS - now)
+
+    def next_write(self, stopping: bool) -> LedgerWrite | None:
+        """
+        The write to make now, or ``None`` if there is nothing to write. ``unsettled`` becomes what the
+        ledger shows once the write lands (one write changes the ledger at once): at most ``bound``.
+        """
+        settle, self.finished = self.finished, []
+        release = list(self.ready) if stopping else []
+        if stopping:
+            self.ready.clear()
+        room = self.bound - (self.unsettled - len(settle) - len(release))
+        count = 0 if stopping else min(room, len(self.pending))
+        announce = [self.pending.popleft() for _ in range(count)]
+        if not (settle or release or announce):
+            return None
+        self.unsettled += len(announce) - len(settle) - len(release)
+        return LedgerWrite(settle, release, announce)
+
+    def written(self, write: LedgerWrite, seconds: float) -> None:
+        """``write`` is in the ledger, after ``seconds``: its announced batches may start."""
+        self.writes += 1
+        self.write_seconds += seconds
+        self.ready.extend(write.announce)
+
+    def done(self, stopping: bool) -> bool:
+        """Nothing in flight or announced, and nothing more to send."""
+        return self.in_flight == 0 and not self.ready and (stopping or not self.pending)
+
+
 class Dispatcher:
     """
-    Runs batches through ``send`` on ``max_workers`` threads, at most once across tries.
+    Runs batches through ``send`` on ``max_workers`` threads, at most once across tries: the threads
+    and the ledger around :class:`DispatchState`, which decides.
 
     :param send: makes one call and classifies it (:func:`send_batch`).
     :param ledger: the write-ahead ledger, loaded.
@@ -98,6 +250,7 @@ class Dispatcher:
     :param on_outcome: told of each call once its settlement is written (on the calling thread).
     :param should_stop: polled before each call starts (e.g. a send window closing): when it
         answers ``True`` no further call starts.
+    :param clock: seconds, for call and write times (``time.monotonic``).
     """
 
     def __init__(
@@ -108,6 +261,7 @@ class Dispatcher:
         on_outcome: Callable[[Batch, Outcome], None],
         log: logging.Logger,
         should_stop: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
         self._ledger = ledger
@@ -115,143 +269,124 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self._log = log
         self._should_stop = should_stop or (lambda: False)
+        self._clock = clock
         lock = threading.Lock()
         # Two conditions on one lock: a finished call wakes the writer alone, an announcement wakes as
         # many workers as it has batches (waking all 32 workers per call cost more than the calls).
         self._cond = threading.Condition(lock)  # the writer waits here
         self._work_ready = threading.Condition(lock)  # idle workers wait here
-        self._ready: deque[Batch] = deque()
-        self._finished: list[tuple[Batch, Outcome]] = []
-        self._in_flight = 0
-        self._stopped = False
+        self._state = DispatchState((), max_workers)
         self._closing = False
-        self._finished_since = 0.0
-        self.stop_outcome: Outcome | None = None
-        #: Ledger writes made and the seconds they took: the state store's share of the send's time.
-        self.writes = 0
-        self.write_seconds = 0.0
+
+    @property
+    def stop_outcome(self) -> Outcome | None:
+        """The refusal that stopped every further call (an auth error), if one did."""
+        return self._state.stop_outcome
+
+    @property
+    def writes(self) -> int:
+        """Ledger writes made."""
+        return self._state.writes
+
+    @property
+    def write_seconds(self) -> float:
+        """Seconds the ledger writes took: the state store's share of the send's time."""
+        return self._state.write_seconds
 
     def run(self, batches: Sequence[Batch]) -> list[Batch]:
         """Send ``batches``; return those not started (after a stop), in plan order."""
-        pending = deque(batches)
-        if not pending:
+        if not batches:
             return []
+        state = self._state = DispatchState(batches, self._max_workers)
         workers = [
             threading.Thread(target=self._work, name=f"juhe-send-{n}", daemon=True)
-            for n in range(min(self._max_workers, len(pending)))
+            for n in range(min(self._max_workers, len(batches)))
         ]
         # Everything allocated before the send outlives it: frozen, the cyclic GC's full collections
         # during the send scan only what the send allocates, not Airflow's whole heap.
         gc.freeze()
         for worker in workers:
             worker.start()
-        unsettled = 0  # announced in the ledger, not yet settled there
         released: list[Batch] = []
         try:
             while True:
                 with self._cond:
                     while True:
                         stopping = self._stopping()
-                        if not stopping and pending and not self._write_due():
-                            self._cond.wait(SETTLE_DELAY_SECONDS / 4)
+                        if not stopping and not state.write_due(self._clock()):
+                            self._cond.wait(state.due_in(self._clock()))
                             continue
-                        settle, self._finished = self._finished, []
-                        release = list(self._ready) if stopping else []
-                        if stopping:
-                            self._ready.clear()
-                        room = 2 * self._max_workers - (unsettled - len(settle) - len(release))
-                        announce = (
-                            [] if stopping else [pending.popleft() for _ in range(min(room, len(pending)))]
-                        )
-                        if settle or release or announce:
+                        write = state.next_write(stopping)
+                        if write is not None:
                             break
-                        if self._in_flight == 0 and not self._ready and (stopping or not pending):
+                        if state.done(stopping):
                             self._closing = True
                             self._work_ready.notify_all()
-                            return released + list(pending)
+                            return released + list(state.pending)
                         self._cond.wait(STOP_POLL_SECONDS)
-                self._write(settle, release, announce)
-                released.extend(release)
-                unsettled += len(announce) - len(settle) - len(release)
+                self._write(write)
+                released.extend(write.release)
                 with self._cond:
-                    self._ready.extend(announce)
-                    self._work_ready.notify(len(announce))
+                    self._work_ready.notify(len(write.announce))
         finally:
             self._shut_down(workers)
             gc.unfreeze()
 
-    def _write_due(self) -> bool:
-        """
-        Write once all but one in eight workers have taken their announced next call (or a finished
-        call has waited long enough): few, full writes. Measured inside DAG runs, where each write
-        costs CPU that the workers then wait for, fewer writes beat writing further ahead.
-        """
-        if len(self._ready) <= max(1, self._max_workers // 8):
-            return True
-        return bool(self._finished) and time.monotonic() - self._finished_since >= SETTLE_DELAY_SECONDS
-
     def _stopping(self) -> bool:
-        if not self._stopped and self._should_stop():
-            self._stopped = True
-        return self._stopped
+        if not self._state.stopped and self._should_stop():
+            self._state.stopped = True
+        return self._state.stopped
 
-    def _write(
-        self, settle: list[tuple[Batch, Outcome]], release: list[Batch], announce: list[Batch]
-    ) -> None:
+    def _write(self, write: LedgerWrite) -> None:
         """One ledger write: settle finished calls, release never-started ones, announce the next."""
-        states = {UNKNOWN_OUTCOME: UNKNOWN, SENT_OUTCOME: SENT, FAILED_OUTCOME: NOT_SENT}
-        updates = [(batch.index, states[outcome.status]) for batch, outcome in settle]
-        updates += [(batch.index, NOT_SENT) for batch in release]
-        updates += [(batch.index, ANNOUNCED) for batch in announce]
-        sent = {
-            batch.index: (outcome.sid, outcome.fee)
-            for batch, outcome in settle
-            if outcome.status == SENT_OUTCOME
-        }
-        started = time.monotonic()
+        updates, sent = write.ledger_updates()
+        started = self._clock()
         self._ledger.write(updates, sent)
-        self.writes += 1
-        self.write_seconds += time.monotonic() - started
-        for batch, outcome in settle:
+        seconds = self._clock() - started
+        with self._cond:
+            self._state.written(write, seconds)
+        for batch, outcome in write.settle:
             self._on_outcome(batch, outcome)
 
     def _work(self) -> None:
+        state = self._state
+        ended: tuple[Batch, Outcome, float] | None = None
         while True:
             with self._cond:
-                while not self._ready and not self._closing and not self._stopped:
+                if ended is not None:
+                    state.finish(*ended, self._clock())
+                    if state.stopped:
+                        self._work_ready.notify_all()
+                while not state.ready and not self._closing and not state.stopped:
+                    if ended is not None:  # the writer hears of the finish before this worker sleeps
+                        self._cond.notify()
+                        ended = None
                     self._work_ready.wait()
-                if self._stopped or not self._ready or self._should_stop():
+                if state.stopped or not state.ready or self._should_stop():
                     self._cond.notify()  # the writer sees the stop
                     self._work_ready.notify_all()
                     return
-                batch = self._ready.popleft()
-                self._in_flight += 1
+                batch = state.take()
+                if ended is not None:  # told after the take: the writer sees what is left ready
+                    self._cond.notify()
+                    ended = None
+            assert batch is not None
+            started = self._clock()
             outcome = self._send(batch)
-            with self._cond:
-                self._in_flight -= 1
-                if not self._finished:
-                    self._finished_since = time.monotonic()
-                self._finished.append((batch, outcome))
-                if outcome.stop and not self._stopped:
-                    self._stopped = True
-                    self.stop_outcome = outcome
-                    self._work_ready.notify_all()
-                self._cond.notify()
+            ended = (batch, outcome, self._clock() - started)
 
     def _shut_down(self, workers: list[threading.Thread]) -> None:
         """Let calls in flight end, then settle whatever finished (also when the writer failed)."""
         with self._cond:
-            self._stopped = self._closing = True
+            self._state.stopped = self._closing = True
             self._work_ready.notify_all()
         for worker in workers:
             worker.join()
         with self._cond:
-            settle, self._finished = self._finished, []
-            release = list(self._ready)
-            self._ready.clear()
-        if settle or release:
+            write = self._state.next_write(stopping=True)
+        if write is not None:
             try:
-                self._write(settle, release, [])
+                self._write(write)
             except Exception:
-                self._log.exception("Could not settle the last %d call(s) in the ledger", len(settle))
+                self._log.exception("Could not settle the last %d call(s) in the ledger", len(write.settle))
                 raise
