@@ -137,10 +137,10 @@ def quick_alert_locks(request, monkeypatch):
     them fast. Tests of races across processes (marked ``real_locks``) keep the real timing.
     """
     if request.node.get_closest_marker("real_locks") is None:
-        from airflow_provider_juhe.alerting import state
+        from airflow_provider_juhe.alerting.variable_store import Latency
 
-        monkeypatch.setattr(state, "SETTLE_SECONDS", 0.02)
-        monkeypatch.setattr(state, "WRITE_WITHIN_SECONDS", 60.0)
+        monkeypatch.setattr(Latency, "gate", property(lambda self: 60.0))
+        monkeypatch.setattr(Latency, "settle", property(lambda self: 0.02))
 
 
 @pytest.fixture
