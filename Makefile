@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
+.PHONY: install test lint redis-server demo bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
 
 install: $(STAMP)
 
@@ -19,8 +19,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # loadgroup: one test at a time to whichever worker is free (tests/conftest.py puts the slowest first).
-test: lint
+# The alert state's Redis tests start a real redis-server: installed from Debian's package when missing
+# (CI starts on a clean machine, as root).
+test: lint redis-server
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -97,6 +102,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dry_run_memory.py
 	$(BIN)/python benchmarks/campaign.py
 	$(BIN)/python benchmarks/deployed.py
+	$(BIN)/python benchmarks/alert_state.py
 
 clean:
 	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) .venv-af-* dist build .demo .pytest_cache .ruff_cache *.egg-info

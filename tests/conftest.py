@@ -156,3 +156,31 @@ def alert_state(airflow_db):
     clear()
     yield
     clear()
+
+
+@pytest.fixture
+def redis_server():
+    """A real redis-server of the test's own (skipped without the binary, unless JUHE_REQUIRE_REDIS=1)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_state(redis_server, monkeypatch):
+    """The alert state in that Redis: connection ``juhe_alert_state``, set as ``[juhe] alert_state_conn_id``."""
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_ALERT_STATE", redis_server.connection_json())
+    monkeypatch.setenv("AIRFLOW__JUHE__ALERT_STATE_CONN_ID", "juhe_alert_state")
+    return redis_server
+
+
+@pytest.fixture(autouse=True)
+def fresh_variable_latency(monkeypatch):
+    """Each test measures its own Variable latency: an earlier test's slow calls must not carry over."""
+    from airflow_provider_juhe.alerting import variable_store
+
+    monkeypatch.setattr(variable_store, "LATENCY", variable_store.Latency())

@@ -63,21 +63,26 @@ clock = time.time  # wall clock: leases are compared across processes and machin
 
 
 class Latency:
-    """The slowest of this process's recent Variable calls: what the lock's times are made of."""
+    """
+    The slowest of this process's recent Variable calls (the last few, within the last minute): what
+    the lock's times are made of.
+    """
 
-    def __init__(self, window: int = 8) -> None:
-        self._recent: collections.deque[float] = collections.deque(maxlen=window)
+    def __init__(self, window: int = 8, horizon: float = 60.0) -> None:
+        self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
+        self._horizon = horizon
         self._lock = threading.Lock()
 
     def record(self, seconds: float) -> None:
         with self._lock:
-            self._recent.append(seconds)
+            self._recent.append((time.monotonic(), seconds))
 
     @property
     def slowest(self) -> float:
         """Seconds; 0 before any call."""
+        since = time.monotonic() - self._horizon
         with self._lock:
-            return max(self._recent, default=0.0)
+            return max((took for at, took in self._recent if at >= since), default=0.0)
 
     @property
     def gate(self) -> float:
@@ -113,8 +118,8 @@ class VariableStore:
 
     name = "Airflow Variables"
 
-    def __init__(self, latency: Latency = LATENCY) -> None:
-        self.latency = latency
+    def __init__(self, latency: Latency | None = None) -> None:
+        self.latency = latency or LATENCY
 
     # -- the Variable calls, timed -----------------------------------------------------------------
 

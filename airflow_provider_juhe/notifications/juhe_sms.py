@@ -64,7 +64,8 @@ class JuheSmsNotifier(BaseNotifier):
     :param group_key: the alert episode this notification belongs to, e.g. ``"{{ dag.dag_id }}"``;
         None: every notification sends. (templated)
     :param repeat_interval: with ``group_key``: after an SMS, further notifications of the episode
-        within this interval send nothing and are counted. None: each one sends.
+        within this interval send nothing and are counted (a ``timedelta``, or seconds: a Deadline
+        Alert's kwargs are stored as JSON). None: each one sends.
     :param resolve: with ``group_key``, for ``on_success_callback``: send only while the episode is
         open (an alert went out and was not yet resolved), then close it.
     :param max_per_number: at most this many SMS of this template to one number per rolling window,
@@ -85,7 +86,7 @@ class JuheSmsNotifier(BaseNotifier):
         tpl_value: Mapping[str, object] | str | None = None,
         *,
         group_key: str | None = None,
-        repeat_interval: timedelta | None = None,
+        repeat_interval: timedelta | float | None = None,
         resolve: bool = False,
         max_per_number: Mapping[str, int] | None = None,
         state_conn_id: str | None = None,
@@ -95,8 +96,12 @@ class JuheSmsNotifier(BaseNotifier):
         super().__init__(context)
         if resolve and group_key is None:
             raise JuheInputError("resolve=True needs a group_key: it closes that key's open episode")
+        if isinstance(repeat_interval, (int, float)) and not isinstance(repeat_interval, bool):
+            repeat_interval = timedelta(seconds=repeat_interval)  # seconds: what JSON kwargs can carry
         if repeat_interval is not None and not isinstance(repeat_interval, timedelta):
-            raise JuheInputError(f"repeat_interval must be a timedelta, not {type(repeat_interval).__name__}")
+            raise JuheInputError(
+                f"repeat_interval must be a timedelta or seconds, not {type(repeat_interval).__name__}"
+            )
         self.mobiles = mobiles
         self.tpl_id = tpl_id
         self.tpl_value = tpl_value
