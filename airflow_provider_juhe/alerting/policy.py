@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 #: The rolling windows ``max_per_number`` may cap, in seconds.
 CAP_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -189,7 +189,7 @@ def clean_caps(state: Any) -> dict[str, Any]:
     }
 
 
-def is_time(value: Any) -> bool:
+def is_time(value: Any) -> TypeGuard[float]:
     """A finite number (not a bool, not an int too large for a float): a time a record may hold."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False

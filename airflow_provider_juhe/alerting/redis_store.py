@@ -47,7 +47,7 @@ class RedisStore:
         with self._guard:
             if self._client is None:
                 try:
-                    client = RedisHook(redis_conn_id=self.conn_id).get_conn()
+                    client = RedisHook(redis_conn_id=self.conn_id).get_conn()  # type: ignore[no-untyped-call]
                 except Exception as error:
                     raise StateUnavailable(f"{self.name}: {type(error).__name__}: {error}") from None
                 pool = getattr(client, "connection_pool", None)
@@ -83,7 +83,7 @@ class RedisStore:
             with self.client.pipeline(transaction=True) as pipe:
                 while True:
                     try:
-                        pipe.watch(key)
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
                         changed, result = change(_decode(pipe.get(key)))
                         if changed is None:
                             pipe.unwatch()

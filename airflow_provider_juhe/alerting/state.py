@@ -48,7 +48,15 @@ __all__ = [
 
 
 class LockBusy(Exception):
-    """The state could not be changed within its time bound (a busy, slow or stuck lock)."""
+    """
+    The state could not be changed within its time bound (a busy, slow or stuck lock).
+
+    :param held: another process held the lock when this one gave up (it may be writing the record).
+    """
+
+    def __init__(self, message: str, *, held: bool = False) -> None:
+        super().__init__(message)
+        self.held = held
 
 
 #: What a store raises when it cannot be used: the caller pages anyway.

@@ -182,11 +182,14 @@ class VariableStore:
         :raises LockBusy: the deadline passed, or an update could not finish by it at this latency.
         """
         pause = _Backoff(self.latency)
+        held = False
         while True:
             began = time.monotonic()
-            self._check_time(lock, deadline, began)
+            self._check_time(lock, deadline, began, held)
             lease = _lease(self._get(lock), self.latency.lease)
-            if lease.get("until", 0) > clock():
+            held = lease.get("until", 0) > clock()
+            if held:
+                self._check_time(lock, deadline, time.monotonic(), held)
                 # Look again when its holder should be done (spread out, so that few racers meet there).
                 pause(lease["until"] - self.latency.lease + self.latency.entry() - clock())
                 continue
@@ -194,7 +197,7 @@ class VariableStore:
             if time.monotonic() - began > gate / 2:
                 pause()  # a slow read: its write would likely come too late
                 continue
-            self._check_time(lock, deadline, began)
+            self._check_time(lock, deadline, began, held)
             token = uuid.uuid4().hex
             leased = (
                 time.monotonic()
@@ -205,6 +208,7 @@ class VariableStore:
             time.sleep(settle)
             if _lease(self._get(lock), length).get("token") == token:
                 break
+            held = True  # a racer's token landed after this one: it holds the lock
         margin = self.latency.margin
 
         def still_held() -> bool:
@@ -212,14 +216,15 @@ class VariableStore:
 
         return still_held
 
-    def _check_time(self, lock: str, deadline: float, now: float) -> None:
+    def _check_time(self, lock: str, deadline: float, now: float, held: bool) -> None:
         left = deadline - now
         if left <= 0:
-            raise LockBusy(f"{lock} stayed locked until the notification's time bound")
+            raise LockBusy(f"{lock} stayed locked until the notification's time bound", held=held)
         if self.latency.entry() > left:
             raise LockBusy(
                 f"Variable calls take up to {self.latency.slowest:.2f} s: an update would need "
-                f"~{self.latency.entry():.1f} s, {left:.1f} s are left"
+                f"~{self.latency.entry():.1f} s, {left:.1f} s are left",
+                held=held,
             )
 
     def _write_held(self, key: str, record: Record, description: str, still_held: Callable[[], bool]) -> None:

@@ -33,6 +33,8 @@ Record = dict[str, Any]
 CLAIM_MARGIN_SECONDS = 5.0
 #: From its start, a notification decides on the state within this, or pages without it (seconds).
 STATE_SECONDS = 10.0
+#: How often a notification that gave up on a busy lock looks whether its episode was paged (seconds).
+PEEK_SECONDS = 0.25
 #: Nothing is written to the state after this, so that a notification ends well within a task
 #: callback's 20 s (``task_success_overtime``); what it could not record expires instead (seconds).
 FINISH_SECONDS = 14.0
@@ -185,7 +187,7 @@ class JuheSmsNotifier(BaseNotifier):
             if decision is None:
                 metrics.incr("alert.grouped")
                 return
-            if decision is not SKIPPED:
+            if isinstance(decision, policy.Decision):
                 held_back = decision.suppressed_count
                 claimed = not self.resolve
         allowed, admitted_at = self._admit(store, recipients.valid, budget)
@@ -229,7 +231,7 @@ class JuheSmsNotifier(BaseNotifier):
             return
         if template is None:
             return
-        rendered = self.render_template(self.tpl_value, {**context, "suppressed_count": 0}, self._jinja_env)
+        rendered = self.render_template(self.tpl_value, _with_count(context, 0), self._jinja_env)
         with input_checks():
             unfilled = unfilled_variables(template["content"], rendered)
         if unfilled:
@@ -257,7 +259,9 @@ class JuheSmsNotifier(BaseNotifier):
         )
         metrics.incr("alert.state_skipped")
 
-    def _decide(self, store: AlertStore | None, token: str, budget: _Budget) -> policy.Decision | None:
+    def _decide(
+        self, store: AlertStore | None, token: str, budget: _Budget
+    ) -> policy.Decision | _Skipped | None:
         """
         The episode's decision, stored atomically; None: nothing to send now; :data:`SKIPPED`: the
         state could not be used, page as if none were kept (logged).
@@ -283,12 +287,7 @@ class JuheSmsNotifier(BaseNotifier):
         try:
             decision: policy.Decision = self._update_episode(store, decide, budget.state)
         except state.TROUBLE as error:
-            # Another notification may have paged this episode already: a waiter need not page again.
-            try:
-                seen = store.read(self._episode_key)
-            except state.TROUBLE:
-                seen = None
-            if not self.resolve and policy.is_paged(seen, clock(), self.repeat_interval, claim_seconds):
+            if not self.resolve and self._paged_meanwhile(store, error, budget, claim_seconds):
                 self.log.warning(
                     "Alert %r: held back (another notification paged this episode); this notification "
                     "is not counted: the alert state was busy (%s)",
@@ -310,6 +309,27 @@ class JuheSmsNotifier(BaseNotifier):
                 decision.state.get("suppressed", 0),
             )
         return None
+
+    def _paged_meanwhile(
+        self, store: AlertStore, error: Exception, budget: _Budget, claim_seconds: float
+    ) -> bool:
+        """
+        Whether another notification surely paged this episode, read without the lock: a waiter need
+        not page again. While another holds the lock (it may be writing its claim), look again until
+        the state's time bound.
+        """
+        while True:
+            began = time.monotonic()
+            try:
+                seen = store.read(self._episode_key)
+            except state.TROUBLE:
+                return False
+            if policy.is_paged(seen, clock(), self.repeat_interval, claim_seconds):
+                return True
+            took = time.monotonic() - began
+            if not getattr(error, "held", False) or time.monotonic() + 2 * took + PEEK_SECONDS > budget.state:
+                return False
+            time.sleep(max(PEEK_SECONDS, took))
 
     @property
     def _episode_key(self) -> str:
@@ -348,7 +368,7 @@ class JuheSmsNotifier(BaseNotifier):
         config = self.hook.config
         attempts = config.max_retries + 1
         backoff = sum(min(self.hook.retry_wait * 2**n, self.hook.retry_wait_max) for n in range(attempts))
-        return config.timeout * attempts + backoff + CLAIM_MARGIN_SECONDS
+        return float(config.timeout * attempts + backoff + CLAIM_MARGIN_SECONDS)
 
     def _admit(
         self, store: AlertStore | None, numbers: list[str], budget: _Budget
@@ -417,9 +437,7 @@ class JuheSmsNotifier(BaseNotifier):
         unpaged: list[str] = []
         error: Exception | None = None
         for count, numbers in by_count.items():
-            value = self.render_template(
-                self.tpl_value, {**context, "suppressed_count": count}, self._jinja_env
-            )
+            value = self.render_template(self.tpl_value, _with_count(context, count), self._jinja_env)
             try:
                 sent = self.hook.send_sms(numbers, self.tpl_id, value)
             except Exception as exc:
@@ -483,11 +501,16 @@ class JuheSmsNotifier(BaseNotifier):
             )
 
 
+def _with_count(context: Context, count: int) -> Any:
+    """The context ``tpl_value`` is rendered with: ``{{ suppressed_count }}`` added."""
+    return {**context, "suppressed_count": count}
+
+
 class _Skipped:
     """The state could not be used: page as if none were kept."""
 
 
-SKIPPED: Any = _Skipped()
+SKIPPED = _Skipped()
 
 
 class _Budget:
