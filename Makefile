@@ -36,9 +36,9 @@ demo: $(STAMP)
 # `import airflow_provider_juhe` can only find the installed wheel.
 E2E_VENV := .venv-e2e
 E2E_CELERY_VENV := .venv-e2e-celery
-# Airflow's constraints file pins these; without it, celery 5.7.0 resolves and breaks
+# The alert state lives in the tier's Redis (apache-airflow-providers-redis). Airflow's constraints file pins these; without it, celery 5.7.0 resolves and breaks
 # apache-airflow-providers-celery (ImportError: cannot import name 'retry' from 'celery.backends.database').
-E2E_CELERY_PINS := 'apache-airflow[celery,postgres]==3.3.2' 'celery[redis]==5.6.3'
+E2E_CELERY_PINS := 'apache-airflow[celery,postgres]==3.3.2' 'celery[redis]==5.6.3' 'apache-airflow-providers-redis>=4.7'
 
 wheel: $(STAMP)
 	rm -rf dist
