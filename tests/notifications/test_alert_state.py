@@ -292,8 +292,7 @@ def test_a_storm_on_redis_pages_once_with_an_exact_count(sandbox_conn, redis_sta
     took = _storm(_alert(tpl_id))
 
     assert len(sandbox_conn.messages()) == 1
-    assert took < 10, took
-    print("storm took", took)
+    assert took < 15, took  # ~1 s alone (benchmarks/alert_state.py); this bound holds on a loaded machine
     episode = json.loads(redis_state.client().get(state.state_key("alert", "etl")))
     assert episode["suppressed"] == STORM - 1
     assert SKIPPED not in capfd.readouterr().out
