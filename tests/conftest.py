@@ -54,6 +54,10 @@ SLOWEST_FIRST = [
     "tests/operators/test_campaigns.py::test_a_window_opening_seconds_after_the_start_defers_then_sends",
     "tests/notifications/test_alert_races.py::test_a_process_killed_after_its_claim_does_not_silence_the_episode",
     "tests/notifications/test_alert_lock_contention.py::test_an_overloaded_server_costs_counts_never_a_lost_update",
+    "tests/notifications/test_alert_state.py::test_a_storm_on_redis_pages_once_with_an_exact_count",
+    "tests/notifications/test_alert_state.py::test_the_per_number_cap_holds_on_redis_with_every_count",
+    "tests/notifications/test_alert_state.py::test_a_storm_of_20_processes_pages_once_up_to_0_6_s_and_never_stays_silent[0.0]",
+    "tests/notifications/test_alert_state.py::test_a_storm_of_20_processes_pages_once_up_to_0_6_s_and_never_stays_silent[0.2]",
 ]
 
 

@@ -96,25 +96,35 @@ class JuheSmsNotifier(BaseNotifier):
         context: Context | None = None,
     ) -> None:
         super().__init__(context)
-        if resolve and group_key is None:
-            raise JuheInputError("resolve=True needs a group_key: it closes that key's open episode")
-        if isinstance(repeat_interval, (int, float)) and not isinstance(repeat_interval, bool):
-            repeat_interval = timedelta(seconds=repeat_interval)  # seconds: what JSON kwargs can carry
-        if repeat_interval is not None and not isinstance(repeat_interval, timedelta):
-            raise JuheInputError(
-                f"repeat_interval must be a timedelta or seconds, not {type(repeat_interval).__name__}"
-            )
         self.mobiles = mobiles
         self.tpl_id = tpl_id
         self.tpl_value = tpl_value
         self.group_key = group_key
-        self.repeat_interval = repeat_interval
         self.resolve = resolve
-        with input_checks():
-            self.max_per_number = policy.check_caps(max_per_number) if max_per_number else None
         self.state_conn_id = state_conn_id
         self.juhe_conn_id = juhe_conn_id
         self._jinja_env: jinja2.Environment | None = None
+        self.repeat_interval: timedelta | None = None
+        self.max_per_number: dict[str, int] | None = None
+        #: A deadline alert's kwargs refused in the triggerer: logged when awaited, never raised there
+        #: (Airflow's CallbackTrigger would log the kwargs, on-call numbers included).
+        self._refused: JuheInputError | None = None
+        try:
+            if resolve and group_key is None:
+                raise JuheInputError("resolve=True needs a group_key: it closes that key's open episode")
+            if isinstance(repeat_interval, (int, float)) and not isinstance(repeat_interval, bool):
+                repeat_interval = timedelta(seconds=repeat_interval)  # seconds: what JSON kwargs can carry
+            if repeat_interval is not None and not isinstance(repeat_interval, timedelta):
+                raise JuheInputError(
+                    f"repeat_interval must be a timedelta or seconds, not {type(repeat_interval).__name__}"
+                )
+            self.repeat_interval = repeat_interval
+            with input_checks():
+                self.max_per_number = policy.check_caps(max_per_number) if max_per_number else None
+        except JuheInputError as error:
+            if context is None:
+                raise
+            self._refused = error
 
     @cached_property
     def hook(self) -> JuheSmsHook:
@@ -144,6 +154,8 @@ class JuheSmsNotifier(BaseNotifier):
 
     async def _notify_from_trigger(self) -> None:
         try:
+            if self._refused is not None:
+                raise self._refused
             self._update_context(self.context)
             self.render_template_fields(self.context)
         except Exception:

@@ -420,3 +420,21 @@ def test_the_deadline_alert_example_pages_once_per_dag_through_the_trigger(
     assert [m["text"] for m in sandbox_conn.messages()] == [
         "【运维】example_juhe_deadline_alert的运行scheduled__1超过30分钟仍未完成（另有0次）"
     ]
+
+
+def test_refused_kwargs_in_a_deadline_alert_are_logged_not_raised_at_the_trigger(sandbox_conn, caplog, capfd):
+    CallbackTrigger = pytest.importorskip("airflow.triggers.callback").CallbackTrigger  # Airflow 3.1+
+
+    async def run() -> list[dict]:
+        trigger = CallbackTrigger(
+            "airflow_provider_juhe.notifications.juhe_sms.JuheSmsNotifier",
+            {"mobiles": ON_CALL, "tpl_id": 1, "resolve": True, "context": {"dag_run": {"dag_id": "etl"}}},
+        )
+        return [event.payload async for event in trigger.run()]
+
+    events = asyncio.run(run())
+
+    assert [e["state"] for e in events] == ["running", "success"]
+    logged = capfd.readouterr().out + caplog.text
+    assert "resolve=True needs a group_key" in logged
+    assert ON_CALL not in logged
