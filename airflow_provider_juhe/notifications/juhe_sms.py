@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -33,6 +34,8 @@ Record = dict[str, Any]
 CLAIM_MARGIN_SECONDS = 5.0
 #: From its start, a notification decides on the state within this, or pages without it (seconds).
 STATE_SECONDS = 10.0
+#: The longest the template read of the unfilled-variable check may take (seconds).
+CHECK_TIMEOUT_SECONDS = 3.0
 #: How often a notification that gave up on a busy lock looks whether its episode was paged (seconds).
 PEEK_SECONDS = 0.25
 #: Nothing is written to the state after this, so that a notification ends well within a task
@@ -234,8 +237,13 @@ class JuheSmsNotifier(BaseNotifier):
         A template variable that ``tpl_value`` leaves unfilled fails before any state or send, named
         (as the operator checks it), when the template's text can be read.
         """
+        # One try, a short timeout: a check must not eat the callback's time when Juhe is slow.
+        checker = copy.copy(self.hook)
+        checker.__dict__["config"] = dataclasses.replace(
+            self.hook.config, timeout=min(self.hook.config.timeout, CHECK_TIMEOUT_SECONDS), max_retries=0
+        )
         try:
-            template = self.hook.get_template(self.tpl_id)
+            template = checker.get_template(self.tpl_id)
         except JuheInputError:
             raise
         except Exception as error:  # unreadable: Juhe itself refuses an unfilled variable (228802)
