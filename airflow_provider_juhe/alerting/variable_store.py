@@ -10,7 +10,7 @@ the gate, so any racer that read the lock free before has landed its token by th
 again. Only the holder writes the record. A lease frees the lock of a holder that died; the holder
 writes only with a margin left on it.
 
-Gate, settle and lease are multiples of the slowest recent call (:class:`Latency`), with floors: on
+Gate, settle and lease are multiples of the typical recent call (:class:`Latency`), with floors: on
 a fast metadata DB an update takes a fraction of a second, and on a slow one the lock still admits a
 holder instead of demanding a 1 s write that the DB cannot meet. Every update has a deadline; one
 that cannot finish by it (a slow DB, a lock held by a holder that makes no progress) raises
@@ -23,6 +23,7 @@ import collections
 import contextlib
 import logging
 import random
+import statistics
 import threading
 import time
 import uuid
@@ -48,7 +49,7 @@ EXPIRES_FIELD = "expires"
 
 #: The shortest gate (seconds): below it, scheduling noise alone would keep every racer out.
 MIN_GATE_SECONDS = 0.1
-#: Gate = this many times the slowest recent call: a lock read and a token write take two.
+#: Gate = this many times the typical recent call: a lock read and a token write take two.
 GATE_CALLS = 3.0
 #: Settle = gate times this: a racer on a slower path than this process's still lands in time.
 SETTLE_FACTOR = 1.25
@@ -64,8 +65,10 @@ clock = time.time  # wall clock: leases are compared across processes and machin
 
 class Latency:
     """
-    The slowest of this process's recent Variable calls (the last few, within the last minute): what
-    the lock's times are made of.
+    The typical time of this process's recent Variable calls (the median of the last few, within the
+    last minute): what the lock's times are made of. The median, not the slowest: one cold or stalled
+    call must not make every later update look impossible (a racer whose own call is slow only fails
+    its own gate, and tries again).
     """
 
     def __init__(self, window: int = 8, horizon: float = 60.0) -> None:
@@ -78,16 +81,17 @@ class Latency:
             self._recent.append((time.monotonic(), seconds))
 
     @property
-    def slowest(self) -> float:
+    def typical(self) -> float:
         """Seconds; 0 before any call."""
         since = time.monotonic() - self._horizon
         with self._lock:
-            return max((took for at, took in self._recent if at >= since), default=0.0)
+            recent = [took for at, took in self._recent if at >= since]
+        return statistics.median(recent) if recent else 0.0
 
     @property
     def gate(self) -> float:
         """A token write must land within this of the lock read that saw the lock free."""
-        return max(MIN_GATE_SECONDS, GATE_CALLS * self.slowest)
+        return max(MIN_GATE_SECONDS, GATE_CALLS * self.typical)
 
     @property
     def settle(self) -> float:
@@ -97,16 +101,16 @@ class Latency:
     @property
     def margin(self) -> float:
         """A holder's last write starts this long before its lease ends."""
-        return self.settle + 2 * self.slowest + 0.5
+        return self.settle + 2 * self.typical + 0.5
 
     @property
     def lease(self) -> float:
         """How long a lock is held at most: entry, two reads, two writes, the margin."""
-        return max(MIN_LEASE_SECONDS, self.settle + 6 * self.slowest + self.margin)
+        return max(MIN_LEASE_SECONDS, self.settle + 6 * self.typical + self.margin)
 
     def entry(self) -> float:
         """How long an uncontended update takes: six calls and a settle."""
-        return 6 * self.slowest + self.settle
+        return 6 * self.typical + self.settle
 
 
 #: This process's Variable latency, shared by every store instance.
@@ -222,7 +226,7 @@ class VariableStore:
             raise LockBusy(f"{lock} stayed locked until the notification's time bound", held=held)
         if self.latency.entry() > left:
             raise LockBusy(
-                f"Variable calls take up to {self.latency.slowest:.2f} s: an update would need "
+                f"Variable calls take ~{self.latency.typical:.2f} s: an update would need "
                 f"~{self.latency.entry():.1f} s, {left:.1f} s are left",
                 held=held,
             )
