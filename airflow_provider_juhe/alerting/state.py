@@ -31,10 +31,13 @@ Change = Callable[[Record | None], tuple[Record | None, T]]
 
 #: The extra that installs the Redis store's packages.
 REDIS_EXTRA = "airflow-provider-juhe[redis]"
+#: A Variables record's lock is the Variable of the record's key and this suffix.
+LOCK_SUFFIX = "_lock"
 #: How long the ledger's day index waits for its lock (the only caller of :func:`update`).
 WAIT_SECONDS = 120.0
 
 __all__ = [
+    "LOCK_SUFFIX",
     "REDIS_EXTRA",
     "TROUBLE",
     "AlertStore",

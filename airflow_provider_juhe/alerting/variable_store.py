@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_juhe import variables
 from airflow_provider_juhe.alerting.policy import is_time
-from airflow_provider_juhe.alerting.state import Change, LockBusy, Record
+from airflow_provider_juhe.alerting.state import LOCK_SUFFIX, Change, LockBusy, Record
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ T = TypeVar("T")
 
 #: A ttl that never expires (the ledger's day index).
 NO_EXPIRY = float("inf")
-#: A record's lock is the Variable of the record's key and this suffix: ``{"token", "until"}``.
-LOCK_SUFFIX = "_lock"
 #: Where records written by earlier versions kept their lock; dropped when read.
 LOCK_FIELD = "lock"
 #: Where a record keeps its expiry (seconds since the epoch); dropped when read.
