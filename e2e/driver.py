@@ -369,11 +369,13 @@ def configure_deadline_alert(airflow: Deployment, sandbox: JuheSandbox) -> int:
     return tpl_id
 
 
-def check_deadline_alert(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int) -> None:
+def check_deadline_alert(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, *, grouped: bool) -> None:
     """
     DEADLINE_RUNS runs miss their 3 s deadline together: the triggerer runs the notifier for each
-    (AsyncCallback), one episode per DAG: one SMS, no callback failing in Airflow's CallbackTrigger,
-    and the number never in clear in the triggerer's log.
+    (AsyncCallback), no callback fails in Airflow's CallbackTrigger, and the number is never in clear
+    in the notifier's lines. With ``grouped`` (the alert state in Redis) one episode per DAG: one SMS.
+    On Variables, calls from the triggerer's threads take seconds each (measured 2.5-5 s here): a
+    notification that cannot group within its bound pages anyway, each with an ERROR saying so.
     """
     runs = [airflow.trigger(DEADLINE_DAG) for _ in range(DEADLINE_RUNS)]
 
@@ -386,12 +388,16 @@ def check_deadline_alert(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int)
     triggerer = airflow.log("triggerer")
     failed = triggerer.count("An error occurred during execution of the callable")
     ours = [line for line in triggerer.splitlines() if "juhe" in line.lower()]
+    skipped = sum("grouping skipped, paging anyway" in line for line in ours)
+    sent = len(alerted())
+    paged_right = sent == 1 if grouped else sent >= 1 and skipped >= sent - 1
     check(
-        f"deadline alert: {DEADLINE_RUNS} runs miss their deadline, the triggerer pages once (AsyncCallback)",
-        len(alerted()) == 1 and failed == 0 and not any(DEADLINE_NUMBER in line for line in ours),
-        f"{len(alerted())} SMS (promised 1) {[m['text'] for m in alerted()]}; {failed} failed callbacks; "
-        f"{len(ours)} notifier lines in the triggerer log, number in clear in "
-        f"{sum(DEADLINE_NUMBER in line for line in ours)}",
+        f"deadline alert: {DEADLINE_RUNS} runs miss their deadline, the triggerer pages "
+        + ("once (AsyncCallback, Redis state)" if grouped else "(AsyncCallback; ungrouped pages say so)"),
+        paged_right and failed == 0 and not any(DEADLINE_NUMBER in line for line in ours),
+        f"{sent} SMS {[m['text'] for m in alerted()]}; {skipped} 'grouping skipped' ERROR lines; "
+        f"{failed} failed callbacks; number in clear in {sum(DEADLINE_NUMBER in line for line in ours)} "
+        f"of {len(ours)} notifier lines",
     )
 
 

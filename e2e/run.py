@@ -63,7 +63,7 @@ def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) ->
     check_examples(airflow, sandbox, templates)
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
-    check_deadline_alert(airflow, sandbox, templates.deadline)
+    check_deadline_alert(airflow, sandbox, templates.deadline, grouped=False)
     outcome = killed_send(
         airflow, sandbox, templates.bulk, BULK_NUMBERS, lambda pid: os.kill(pid, signal.SIGKILL)
     )

@@ -326,7 +326,7 @@ def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) ->
     check_storm_spread(airflow, runs["alert_storm"])
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
-    check_deadline_alert(airflow, sandbox, templates.deadline)
+    check_deadline_alert(airflow, sandbox, templates.deadline, grouped=True)
     check_alert_state_in_redis(airflow)
     check_both_workers(airflow)
 
