@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
+.PHONY: install test lint redis-server demo bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
 
 install: $(STAMP)
 
@@ -19,8 +19,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # loadgroup: one test at a time to whichever worker is free (tests/conftest.py puts the slowest first).
-test: lint
+# The alert state's Redis tests start a real redis-server: installed from Debian's package when missing
+# (CI starts on a clean machine, as root).
+test: lint redis-server
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -31,9 +36,9 @@ demo: $(STAMP)
 # `import airflow_provider_juhe` can only find the installed wheel.
 E2E_VENV := .venv-e2e
 E2E_CELERY_VENV := .venv-e2e-celery
-# Airflow's constraints file pins these; without it, celery 5.7.0 resolves and breaks
+# The alert state lives in the tier's Redis (apache-airflow-providers-redis). Airflow's constraints file pins these; without it, celery 5.7.0 resolves and breaks
 # apache-airflow-providers-celery (ImportError: cannot import name 'retry' from 'celery.backends.database').
-E2E_CELERY_PINS := 'apache-airflow[celery,postgres]==3.3.2' 'celery[redis]==5.6.3'
+E2E_CELERY_PINS := 'apache-airflow[celery,postgres]==3.3.2' 'celery[redis]==5.6.3' 'apache-airflow-providers-redis>=4.7'
 
 wheel: $(STAMP)
 	rm -rf dist
@@ -99,6 +104,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/campaign.py
 	$(BIN)/python benchmarks/ceiling.py
 	$(BIN)/python benchmarks/deployed.py
+	$(BIN)/python benchmarks/alert_state.py
 
 clean:
 	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) .venv-af-* dist build .demo .pytest_cache .ruff_cache *.egg-info

@@ -326,6 +326,7 @@ class Templates:
     bulk: int
     campaign: int
     race: int  # its own template, so its own caps record: nothing an earlier alert left counts
+    deadline: int = 0  # the deadline alert's (e2e/dags/e2e_juhe_deadline_alert.py)
 
 
 def configure(airflow: Deployment, sandbox: JuheSandbox) -> Templates:
@@ -345,7 +346,58 @@ def configure(airflow: Deployment, sandbox: JuheSandbox) -> Templates:
     )
     bulk = sandbox.add_template("您的账单已出，请按时还款。", "银行")
     return Templates(
-        alert, recovery, bulk, campaign, sandbox.add_template("#dag#：#task#失败（#more#）", "运维")
+        alert,
+        recovery,
+        bulk,
+        campaign,
+        sandbox.add_template("#dag#：#task#失败（#more#）", "运维"),
+        configure_deadline_alert(airflow, sandbox),
+    )
+
+
+# -- Deadline Alerts: the notifier in the triggerer ---------------------------------------------------
+
+DEADLINE_DAG = "e2e_juhe_deadline_alert"
+DEADLINE_NUMBER = "19800006666"  # in no example file: every SMS it gets is a deadline alert
+DEADLINE_RUNS = 4
+
+
+def configure_deadline_alert(airflow: Deployment, sandbox: JuheSandbox) -> int:
+    """The deadline DAG's template and on-call number, read when its file is parsed."""
+    tpl_id = sandbox.add_template("#dag#超时未完成（另有#more#次）", "运维")
+    airflow.set_variables(e2e_deadline_mobile=DEADLINE_NUMBER, e2e_deadline_tpl_id=str(tpl_id))
+    return tpl_id
+
+
+def check_deadline_alert(airflow: Deployment, sandbox: JuheSandbox, tpl_id: int, *, grouped: bool) -> None:
+    """
+    DEADLINE_RUNS runs miss their 3 s deadline together: the triggerer runs the notifier for each
+    (AsyncCallback), no callback fails in Airflow's CallbackTrigger, and the number is never in clear
+    in the notifier's lines. With ``grouped`` (the alert state in Redis) one episode per DAG: one SMS.
+    On Variables, calls from the triggerer's threads take seconds each (measured 2.5-5 s here): a
+    notification that cannot group within its bound pages anyway, each with an ERROR saying so.
+    """
+    runs = [airflow.trigger(DEADLINE_DAG) for _ in range(DEADLINE_RUNS)]
+
+    def alerted() -> list[dict[str, Any]]:
+        return [m for m in sandbox.messages() if DEADLINE_NUMBER in m["mobiles"] and m["tpl_id"] == tpl_id]
+
+    arrived("the deadline alert's SMS", lambda: alerted() or None, 90)
+    for run_id in runs:
+        airflow.wait_run(DEADLINE_DAG, run_id, timeout=120)
+    triggerer = airflow.log("triggerer")
+    failed = triggerer.count("An error occurred during execution of the callable")
+    ours = [line for line in triggerer.splitlines() if "juhe" in line.lower()]
+    skipped = sum("grouping skipped, paging anyway" in line for line in ours)
+    sent = len(alerted())
+    paged_right = sent == 1 if grouped else sent >= 1 and skipped >= sent - 1
+    check(
+        f"deadline alert: {DEADLINE_RUNS} runs miss their deadline, the triggerer pages "
+        + ("once (AsyncCallback, Redis state)" if grouped else "(AsyncCallback; ungrouped pages say so)"),
+        paged_right and failed == 0 and not any(DEADLINE_NUMBER in line for line in ours),
+        f"{sent} SMS {[m['text'] for m in alerted()]}; {skipped} 'grouping skipped' ERROR lines; "
+        f"{failed} failed callbacks; number in clear in {sum(DEADLINE_NUMBER in line for line in ours)} "
+        f"of {len(ours)} notifier lines",
     )
 
 
@@ -746,7 +798,7 @@ def run_tier(
             airflow = make(home, sandbox)
             templates = configure(airflow, sandbox)
             airflow.start()
-            wanted = {*EXAMPLES, BULK_DAG, CAMPAIGN_DAG, RACE_DAG}
+            wanted = {*EXAMPLES, BULK_DAG, CAMPAIGN_DAG, RACE_DAG, DEADLINE_DAG}
             wait_for(
                 "the DAGs to be parsed",
                 lambda: wanted <= {d["dag_id"] for d in airflow.get("/api/v2/dags", limit=100)["dags"]},

@@ -22,6 +22,7 @@ from driver import (
     check_alert_race,
     check_campaign,
     check_clear,
+    check_deadline_alert,
     check_examples,
     check_killed_send,
     killed_send,
@@ -62,6 +63,7 @@ def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) ->
     check_examples(airflow, sandbox, templates)
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
+    check_deadline_alert(airflow, sandbox, templates.deadline, grouped=False)
     outcome = killed_send(
         airflow, sandbox, templates.bulk, BULK_NUMBERS, lambda pid: os.kill(pid, signal.SIGKILL)
     )

@@ -15,6 +15,7 @@ line: ``e2e-celery: N passed, M failed``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ from driver import (
     check_alert_race,
     check_campaign,
     check_clear,
+    check_deadline_alert,
     check_examples,
     check_killed_send,
     free_port,
@@ -100,6 +102,7 @@ class CeleryDeployment(Deployment):
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database.replace("postgresql:", "postgresql+psycopg2:"),
             "AIRFLOW__CELERY__BROKER_URL": self.broker,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database}",
+            **alert_state_settings(self.redis_port),
         }
 
     def components(self) -> dict[str, list[str]]:
@@ -248,6 +251,44 @@ class CeleryDeployment(Deployment):
 # -- the checks only a scaled-out deployment has ---------------------------------------------------------
 
 
+# -- the alert state in the tier's own Redis -----------------------------------------------------------
+
+ALERT_STATE_DB = 1  # the Celery broker uses database 0
+
+
+def alert_state_settings(redis_port: int) -> dict[str, str]:
+    """Every notifier keeps its alert state in the tier's Redis: ``[juhe] alert_state_conn_id``."""
+    connection = {
+        "conn_type": "redis",
+        "host": "127.0.0.1",
+        "port": redis_port,
+        "extra": {"db": ALERT_STATE_DB},
+    }
+    return {
+        "AIRFLOW_CONN_JUHE_ALERT_STATE": json.dumps(connection),
+        "AIRFLOW__JUHE__ALERT_STATE_CONN_ID": "juhe_alert_state",
+    }
+
+
+def check_alert_state_in_redis(airflow: CeleryDeployment) -> None:
+    """The storms above kept their episodes and caps in Redis (with a TTL), none in Variables."""
+    client = redis.Redis(host="127.0.0.1", port=airflow.redis_port, db=ALERT_STATE_DB)
+    keys = list(client.scan_iter("juhe_sms_*"))
+    in_variables = airflow.pg(
+        "psql",
+        "-d",
+        "airflow",
+        "-At",
+        "-c",
+        "SELECT count(*) FROM variable WHERE key LIKE 'juhe_sms_alert%' OR key LIKE 'juhe_sms_caps%'",
+    ).strip()
+    check(
+        "alert state in Redis ([juhe] alert_state_conn_id): episodes and caps there with a TTL, none in Variables",
+        bool(keys) and all(client.pttl(k) > 0 for k in keys) and in_variables == "0",
+        f"{len(keys)} keys in Redis db {ALERT_STATE_DB}; {in_variables} alert Variables in PostgreSQL",
+    )
+
+
 def check_storm_spread(airflow: CeleryDeployment, run_id: str) -> None:
     per_worker = {w: sum(wl[2] == run_id for wl in airflow.workloads(w)) for w in WORKERS}
     check(
@@ -336,6 +377,8 @@ def scenario(airflow: Deployment, sandbox: JuheSandbox, templates: Templates) ->
     check_campaign(airflow, sandbox, campaign_run, opens, templates.campaign)
     check_alert_race(airflow, sandbox, templates.race, RACE_NUMBER)
     check_sharded_campaign(airflow, sandbox)
+    check_deadline_alert(airflow, sandbox, templates.deadline, grouped=True)
+    check_alert_state_in_redis(airflow)
     check_both_workers(airflow)
 
     # Case 1: the task process dies; its worker is drained first, so the retry must go elsewhere.

@@ -54,6 +54,10 @@ SLOWEST_FIRST = [
     "tests/operators/test_campaigns.py::test_a_window_opening_seconds_after_the_start_defers_then_sends",
     "tests/notifications/test_alert_races.py::test_a_process_killed_after_its_claim_does_not_silence_the_episode",
     "tests/notifications/test_alert_lock_contention.py::test_an_overloaded_server_costs_counts_never_a_lost_update",
+    "tests/notifications/test_alert_state.py::test_a_storm_on_redis_pages_once_with_an_exact_count",
+    "tests/notifications/test_alert_state.py::test_the_per_number_cap_holds_on_redis_with_every_count",
+    "tests/notifications/test_alert_state.py::test_a_storm_of_20_processes_pages_once_up_to_0_6_s_and_never_stays_silent[0.0]",
+    "tests/notifications/test_alert_state.py::test_a_storm_of_20_processes_pages_once_up_to_0_6_s_and_never_stays_silent[0.2]",
 ]
 
 
@@ -137,10 +141,10 @@ def quick_alert_locks(request, monkeypatch):
     them fast. Tests of races across processes (marked ``real_locks``) keep the real timing.
     """
     if request.node.get_closest_marker("real_locks") is None:
-        from airflow_provider_juhe.alerting import state
+        from airflow_provider_juhe.alerting.variable_store import Latency
 
-        monkeypatch.setattr(state, "SETTLE_SECONDS", 0.02)
-        monkeypatch.setattr(state, "WRITE_WITHIN_SECONDS", 60.0)
+        monkeypatch.setattr(Latency, "gate", property(lambda self: 60.0))
+        monkeypatch.setattr(Latency, "settle", property(lambda self: 0.02))
 
 
 @pytest.fixture
@@ -156,3 +160,31 @@ def alert_state(airflow_db):
     clear()
     yield
     clear()
+
+
+@pytest.fixture
+def redis_server():
+    """A real redis-server of the test's own (skipped without the binary, unless JUHE_REQUIRE_REDIS=1)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_state(redis_server, monkeypatch):
+    """The alert state in that Redis: connection ``juhe_alert_state``, set as ``[juhe] alert_state_conn_id``."""
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_ALERT_STATE", redis_server.connection_json())
+    monkeypatch.setenv("AIRFLOW__JUHE__ALERT_STATE_CONN_ID", "juhe_alert_state")
+    return redis_server
+
+
+@pytest.fixture(autouse=True)
+def fresh_variable_latency(monkeypatch):
+    """Each test measures its own Variable latency: an earlier test's slow calls must not carry over."""
+    from airflow_provider_juhe.alerting import variable_store
+
+    monkeypatch.setattr(variable_store, "LATENCY", variable_store.Latency())

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 #: The rolling windows ``max_per_number`` may cap, in seconds.
 CAP_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -189,7 +189,7 @@ def clean_caps(state: Any) -> dict[str, Any]:
     }
 
 
-def is_time(value: Any) -> bool:
+def is_time(value: Any) -> TypeGuard[float]:
     """A finite number (not a bool, not an int too large for a float): a time a record may hold."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
@@ -295,3 +295,22 @@ def release(
             record["sent"] = [t for t in record["sent"] if t != now]
             record["skipped"] = record.get("skipped", 0) + skipped.get(number, 0)
     return records
+
+
+def is_paged(
+    state: Mapping[str, Any] | None, now: float, repeat_interval: timedelta | None, claim_seconds: float
+) -> bool:
+    """
+    Whether an episode, read without its lock, was surely paged already: a live claim, or an SMS
+    within ``repeat_interval``. A notification that could not reach the state sends nothing then.
+    """
+    state = expire_claim(state, now, claim_seconds)
+    if "claim" in state:
+        return True
+    last_sent = state.get("last_sent")
+    return bool(
+        repeat_interval is not None
+        and state.get("open")
+        and last_sent is not None
+        and now - last_sent < repeat_interval.total_seconds()
+    )

@@ -1,7 +1,7 @@
 """
 The alert lock's liveness under a storm, against a model of a loaded API server: one worker that
-serves each Variable call in turn, plus random stalls on the way. Every time of the lock is scaled
-down by the same factor, so a storm of 20 notifications takes seconds, not minutes.
+serves each Variable call in turn, plus random stalls on the way. The server's times are scaled
+down, and the lock's follow the latency it measures, so a storm of 20 notifications takes seconds.
 
 Found in the Celery tier: polling a busy lock as fast as possible saturated such a server, every
 token write then came later than ``WRITE_WITHIN_SECONDS`` and left a lease behind, and in 120 s
@@ -18,11 +18,13 @@ import time
 
 import pytest
 
+from airflow_provider_juhe import variables
 from airflow_provider_juhe.alerting import state
+from airflow_provider_juhe.alerting.variable_store import NO_EXPIRY, Latency, VariableStore
 
-pytestmark = pytest.mark.real_locks  # the lock's own times, scaled below
+pytestmark = pytest.mark.real_locks  # the lock's own times, from the latency it measures
 
-SCALE = 0.05  # every time below, the lock's and the server's, is 1/20 of the real one
+SCALE = 0.05  # every time of the server below is 1/20 of the real one
 
 
 class LoadedServer:
@@ -61,27 +63,29 @@ class LoadedServer:
 
 @pytest.fixture
 def loaded_server(monkeypatch):
-    for name in ("SETTLE_SECONDS", "WRITE_WITHIN_SECONDS", "LEASE_SECONDS", "WAIT_SECONDS", "_HOLD_SECONDS"):
-        monkeypatch.setattr(state, name, getattr(state, name) * SCALE)
-    monkeypatch.setattr(state, "_LEASE_MARGIN", state._LEASE_MARGIN * SCALE)
-    monkeypatch.setattr(state, "_POLL_SECONDS", tuple(t * SCALE for t in state._POLL_SECONDS))
-
     def install(service: float, stall: float, seed: int) -> LoadedServer:
         server = LoadedServer(service * SCALE, stall, seed)
-        monkeypatch.setattr(state, "_read", server.read)
-        monkeypatch.setattr(state, "_write", server.write)
+        monkeypatch.setattr(variables, "read", server.read)
+        monkeypatch.setattr(variables, "write", server.write)
         return server
 
     return install
 
 
-def _storm(notifications: int) -> list[BaseException]:
+def _storm(notifications: int, wait: float = 30.0) -> list[BaseException]:
     """Each notification adds one to a count under the lock, on a thread of its own, arriving over 3 s (scaled)."""
     errors: list[BaseException] = []
+    store = VariableStore(Latency())  # the threads share one process's latency, as callbacks would
 
     def notify() -> None:
         try:
-            state.update("juhe_sms_alert_x", lambda r: ({"n": (r or {}).get("n", 0) + 1}, None), "count")
+            store.update(
+                "juhe_sms_alert_x",
+                lambda r: ({"n": (r or {}).get("n", 0) + 1}, None),
+                ttl=NO_EXPIRY,
+                deadline=time.monotonic() + wait,
+                description="count",
+            )
         except BaseException as error:
             errors.append(error)
 
@@ -115,7 +119,7 @@ def test_an_overloaded_server_costs_counts_never_a_lost_update(loaded_server):
     """
     server = loaded_server(0.1, 0.2, 4)
 
-    gave_up = _storm(20)
+    gave_up = _storm(20, wait=3.0)
 
     assert all(isinstance(error, state.LockBusy) for error in gave_up)
     assert server.read("juhe_sms_alert_x")["n"] == 20 - len(gave_up) > 0
@@ -133,10 +137,10 @@ def test_an_update_whose_lease_ran_out_is_decided_again_not_dropped(loaded_serve
         if key == "juhe_sms_alert_x":
             reads.append(key)
             if len(reads) == 1:
-                time.sleep(state.LEASE_SECONDS)
+                time.sleep(Latency().lease)
         return server.read(key)
 
-    monkeypatch.setattr(state, "_read", slow_first_record_read)
+    monkeypatch.setattr(variables, "read", slow_first_record_read)
 
     assert _storm(1) == []
 

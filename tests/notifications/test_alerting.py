@@ -70,9 +70,9 @@ CHILD = """
 import asyncio, os, sys
 import httpx
 from airflow.sdk.execution_time.supervisor import in_process_api_server
-from airflow_provider_juhe.alerting import state
+from airflow_provider_juhe.alerting.variable_store import Latency
 from tests.dag_runs import _dagbag, run_dag
-state.SETTLE_SECONDS, state.WRITE_WITHIN_SECONDS = 0.02, 60.0  # one run at a time: no racer
+Latency.gate, Latency.settle = property(lambda self: 60.0), property(lambda self: 0.02)  # one run at a time: no racer
 _dagbag()  # parse the DAGs folder here, once: each child parses only its DAG's file
 
 
