@@ -180,6 +180,34 @@ class JuheInputError(JuheError, ValueError):
     final = True
 
 
+class JuheNotStarted(JuheError):
+    """
+    A call stopped right before its request started (a send window closed): nothing was sent, and
+    the call is neither failed nor unknown: it may start later. Never retried by the hook.
+    """
+
+    outcome = CallOutcome.NOTHING_LEFT
+
+
+class JuheGuardError(JuheError):
+    """
+    A guard (``max_fee``, ...) could not evaluate its input, so it refused: nothing was sent.
+
+    :param message: which guard, and why it could not evaluate.
+    :param final: a retry cannot change it (else the task's retries may, e.g. a template list
+        that could not be read).
+    """
+
+    outcome = CallOutcome.NOTHING_LEFT
+
+    def __init__(self, message: str, final: bool = False) -> None:
+        self.final = final
+        super().__init__(f"{message}; nothing was sent")
+
+    def __reduce__(self) -> tuple[type[JuheGuardError], tuple[str, bool]]:
+        return type(self), (str(self).removesuffix("; nothing was sent"), self.final)
+
+
 class JuheConfigError(JuheInputError):
     """The connection cannot work (undefined, no key, a host or scheme that cannot be reached)."""
 

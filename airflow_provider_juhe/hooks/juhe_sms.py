@@ -266,6 +266,8 @@ class JuheSmsHook(BaseHook):
         mobiles: str | Iterable[str],
         tpl_id: int | str,
         tpl_value: Mapping[str, object] | str | None = None,
+        *,
+        before_attempt: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """
         Send one approved template to the numbers, in exactly one API call.
@@ -273,8 +275,12 @@ class JuheSmsHook(BaseHook):
         :param mobiles: numbers, as a list or a comma/whitespace separated string (at most 1,000).
         :param tpl_id: an approved template id.
         :param tpl_value: the template's variables, ``{"code": "123456"}`` or an encoded string.
+        :param before_attempt: called right before each attempt's request starts (after the pacer's
+            wait and any retry's backoff); it may raise :class:`~airflow_provider_juhe.exceptions.JuheNotStarted`
+            (e.g. a send window has closed) to stop the call with nothing sent, never retried.
         :return: ``{"sid": str, "fee": int, "count": int}``
         :raises JuheDeliveryUnknownError: the request left but its outcome cannot be known.
+        :raises JuheNotStarted: ``before_attempt`` stopped the call before its request started.
         """
         with input_checks():
             numbers = require_valid(mobiles)
@@ -292,7 +298,14 @@ class JuheSmsHook(BaseHook):
             len(numbers),
             mask_sample(numbers, limit=3),
         )
-        sent = self._call(CallKind.SEND, SEND_PATH, params, _read_send_result, recipients=numbers)
+        sent = self._call(
+            CallKind.SEND,
+            SEND_PATH,
+            params,
+            _read_send_result,
+            recipients=numbers,
+            before_attempt=before_attempt,
+        )
         return {**sent, "count": len(numbers)}
 
     def group_mobiles(self, mobiles: str | Iterable[str]) -> dict[str, list[str]]:
@@ -343,10 +356,13 @@ class JuheSmsHook(BaseHook):
         read: Callable[[Any], Any] = lambda result: result,
         *,
         recipients: list[str] | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> Any:
         """
         POST one call and ``read`` its result, retrying per the outcome table; every other ending
         becomes the exception the table names for this kind of call.
+
+        :param before_attempt: see :meth:`send_sms`; what it raises ends the call as it is.
         """
         retrying = Retrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
@@ -362,7 +378,7 @@ class JuheSmsHook(BaseHook):
             reraise=True,
         )
         try:
-            return retrying(self._attempt, kind, path, params, read)
+            return retrying(self._attempt, kind, path, params, read, before_attempt)
         except _Ended as ended:
             raise self._error(ended, kind, path, recipients or []) from None
 
@@ -380,8 +396,15 @@ class JuheSmsHook(BaseHook):
             return JuheDeliveryUnknownError(recipients, detail, ended.error_code, ended.sid)
         return JuheResponseError(ended.status, ended.detail, ended.error_code)
 
-    def _attempt(self, kind: CallKind, path: str, params: dict[str, str], read: Callable[[Any], Any]) -> Any:
-        result = self._post(path, params)
+    def _attempt(
+        self,
+        kind: CallKind,
+        path: str,
+        params: dict[str, str],
+        read: Callable[[Any], Any],
+        before_attempt: Callable[[], None] | None = None,
+    ) -> Any:
+        result = self._post(path, params, before_attempt)
         try:
             return read(result)
         except Exception as error:  # whatever a server's result makes a reader raise: unreadable
@@ -392,11 +415,15 @@ class JuheSmsHook(BaseHook):
                 sid=_sid_of(result) if kind is CallKind.SEND else None,
             ) from None
 
-    def _post(self, path: str, params: dict[str, str]) -> Any:
+    def _post(
+        self, path: str, params: dict[str, str], before_attempt: Callable[[], None] | None = None
+    ) -> Any:
         """One HTTP request under the whole-call deadline: Juhe's ``result``, or ``_Ended``."""
         config = self.config
-        self.rate_limiter.wait()
         session = self.get_conn()
+        self.rate_limiter.wait()
+        if before_attempt is not None:  # the last moment before the request starts: after any wait
+            before_attempt()
         with transport.attempt(config.timeout) as attempt:
             try:
                 # Prepared here, not by session.post(): merging the session's settings into every

@@ -164,6 +164,12 @@ class JuheSendSmsOperator(JuheBaseOperator):
         any call, the fee is estimated as a dry run does (each try over what is left to send); above
         it the task fails without retries, naming both figures. (templated)
     :param max_recipients: the most numbers this send may go to; checked like ``max_fee``. (templated)
+    :param columns: renames the keys of ``recipients`` rows (a file's header) before anything else, as
+        ``pandas.DataFrame.rename(columns=...)`` does: ``{"手机号": "mobile", "姓名": "name"}``. (templated)
+    :param encoding: the codec of ``recipients`` and ``suppress`` files, e.g. ``"gbk"`` or ``"gb18030"``
+        for Excel's CSV on Chinese Windows; a UTF-8 byte-order mark is always accepted. (templated)
+    :param allow_empty_suppress: accept a ``suppress`` source with no entry at all; by default it fails
+        before any send (an empty export must not pass for "nobody opted out").
     """
 
     template_fields: Sequence[str] = (
@@ -179,6 +185,8 @@ class JuheSendSmsOperator(JuheBaseOperator):
         "report_path",
         "max_fee",
         "max_recipients",
+        "columns",
+        "encoding",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"tpl_value": "json", "carrier_tpl_ids": "json"}
     personal_fields: ClassVar[tuple[str, ...]] = ("mobiles", "recipients", "suppress")
@@ -203,6 +211,9 @@ class JuheSendSmsOperator(JuheBaseOperator):
         report_path: Any = None,
         max_fee: int | str | None = None,
         max_recipients: int | str | None = None,
+        columns: Mapping[str, str] | None = None,
+        encoding: str = "utf-8",
+        allow_empty_suppress: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -228,6 +239,9 @@ class JuheSendSmsOperator(JuheBaseOperator):
         self.fail_on_unknown = fail_on_unknown
         self.max_fee = max_fee
         self.max_recipients = max_recipients
+        self.columns = columns
+        self.encoding = encoding
+        self.allow_empty_suppress = allow_empty_suppress
 
     def resume_send(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Where a send deferred for its window resumes: the ledger says what is left."""

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_juhe.exceptions import JuheConfigError, JuheError, JuheInputError, input_checks
+from airflow_provider_juhe.exceptions import (
+    JuheConfigError,
+    JuheError,
+    JuheGuardError,
+    JuheInputError,
+    JuheNotStarted,
+    input_checks,
+)
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
 from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
@@ -72,6 +79,9 @@ class SendRequest:
     dry_run: bool = False
     max_fee: int | None = None
     max_recipients: int | None = None
+    columns: Mapping[str, str] | None = None
+    encoding: str = "utf-8"
+    allow_empty_suppress: bool = False
 
     @property
     def field(self) -> str:
@@ -183,9 +193,11 @@ class Campaign:
             encode_tpl_value(request.tpl_value)  # its shape, before any request
             self.max_fee = _guard_value(request.max_fee, "max_fee")
             self.max_recipients = _guard_value(request.max_recipients, "max_recipients")
-            suppress = read_suppressed(request.suppress)
             for name in ("mobiles", "recipients"):  # text that is neither numbers nor a path
                 check_text(getattr(request, name), name)
+            suppress = read_suppressed(
+                request.suppress, encoding=request.encoding, allow_empty=request.allow_empty_suppress
+            )
         tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
         ledger = None if request.dry_run else SendLedger(self.store, self.log)
         previous = ledger.read_plan() if ledger else None
@@ -218,7 +230,7 @@ class Campaign:
                 group=self.hook.group_mobiles,
             )
         if request.dry_run:
-            return Finished(self._dry_run(summary, plan, templates or {}))
+            return Finished(self._dry_run(summary, plan, templates))
         if plan.replayed:
             self.log.info("Replaying the plan of an earlier try: %d batch(es)", len(plan.batches))
         ledger.load(len(plan.batches), replayed=plan.replayed)
@@ -233,8 +245,8 @@ class Campaign:
             summary.estimated_fee = previous.get("estimated_fee")
             self._guard(pending, templates)
         else:  # a fresh plan: every batch is pending, so the plan's estimate is the guard's too
-            summary.estimated_fee = estimate_fee(plan.batches, templates or {})
-            self._guard(pending, templates, fee=summary.estimated_fee)
+            summary.estimated_fee = estimate_fee(plan.batches, templates)
+            self._guard(pending, templates, fee=summary.estimated_fee, estimated=True)
             ledger.save_plan(plan, estimated_fee=summary.estimated_fee)
         if window is not None and pending and not window.is_open(now()):
             return self._wait(window, pending, "is closed")
@@ -245,15 +257,19 @@ class Campaign:
             plan.batch_size,
             request.max_workers,
         )
+        closed: list[Batch] = []  # stopped right before their request by the window's close
+        before_attempt = None if window is None else lambda: _check_open(window)
         dispatcher = Dispatcher(
-            send=lambda batch: send_batch(self.hook, batch),
+            send=lambda batch: send_batch(self.hook, batch, before_attempt),
             ledger=ledger,
             max_workers=request.max_workers,
-            on_outcome=lambda batch, outcome: self._record(summary, batch, outcome),
+            on_outcome=lambda batch, outcome: (
+                closed.append(batch) if not outcome.started else self._record(summary, batch, outcome)
+            ),
             log=self.log,
             should_stop=None if window is None else lambda: not window.is_open(now()),
         )
-        not_started = dispatcher.run(pending)
+        not_started = sorted([*dispatcher.run(pending), *closed], key=lambda batch: batch.index)
         stopped_by = dispatcher.stop_outcome
         if dispatcher.writes:  # a slow task state store slows every send: say what it cost
             self.log.info(
@@ -293,6 +309,8 @@ class Campaign:
                     tpl_value=request.tpl_value,
                     required=required if variables else None,
                     suppress=suppress,
+                    columns=request.columns,
+                    encoding=request.encoding,
                 )
         invalid = list(audience.invalid)
         if invalid and not audience.to_send and not audience.suppressed:
@@ -314,18 +332,30 @@ class Campaign:
             self.log.info("%d number(s) in the opt-out list will not be sent", len(audience.suppressed))
         return audience
 
-    def _read_templates(self) -> dict[int, dict[str, Any]]:
-        """The account's templates by id (their text gives variables and SMS parts); empty if unreadable."""
+    def _read_templates(self) -> dict[int, dict[str, Any]] | None:
+        """
+        The account's templates by id (their text gives variables and SMS parts); ``None`` when
+        unreadable: then nothing is checked against the text and no fee is estimated.
+
+        :raises JuheGuardError: unreadable while ``max_fee`` is set on a real send: a guard that
+            cannot evaluate refuses, before any send.
+        """
         try:
             return {t["tpl_id"]: t for t in self.hook.list_templates()}
         except JuheError as error:
             # A refused key fails a dry run here; a real send records it against every batch instead.
             if isinstance(error, JuheConfigError) or (error.final and self.request.dry_run):
                 raise
+            if self.max_fee is not None and not self.request.dry_run:
+                raise JuheGuardError(
+                    f"max_fee: the templates' text could not be read, so the fee cannot be estimated: "
+                    f"{error}",
+                    final=error.final,
+                ) from error
             self.log.warning(
-                "Could not read the templates (variables not checked, 1 SMS per number assumed): %s", error
+                "Could not read the templates (variables not checked, no fee estimated): %s", error
             )
-            return {}
+            return None
 
     def _check_filled(self, templates: Templates, tpl_ids: list[int]) -> None:
         """With ``mobiles``, a variable that ``tpl_value`` leaves unfilled fails before any send."""
@@ -350,11 +380,18 @@ class Campaign:
         }
         return known or None
 
-    def _guard(self, pending: list[Batch], templates: Templates | None, fee: int | None = None) -> None:
+    def _guard(
+        self,
+        pending: list[Batch],
+        templates: Templates | None,
+        fee: int | None = None,
+        estimated: bool = False,
+    ) -> None:
         """
         ``max_recipients`` and ``max_fee`` over what is left to send, before any call of this try.
+        A guard that cannot evaluate refuses: ``max_fee`` without the text of every template to send.
 
-        :param fee: the estimate of ``pending`` when already known.
+        :param fee: the estimate of ``pending`` when ``estimated`` (``None``: it could not be made).
         """
         numbers = sum(len(batch.mobiles) for batch in pending)
         if self.max_recipients is not None and numbers > self.max_recipients:
@@ -363,7 +400,14 @@ class Campaign:
                 "nothing was sent"
             )
         if self.max_fee is not None:
-            fee = estimate_fee(pending, templates or {}) if fee is None else fee
+            fee = fee if estimated else estimate_fee(pending, templates)
+            if fee is None:
+                unknown = sorted({batch.tpl_id for batch in pending} - set(templates or {}))
+                raise JuheGuardError(
+                    f"max_fee: the text of template(s) {', '.join(map(str, unknown))} is not among the "
+                    "account's templates, so the fee cannot be estimated (Juhe would refuse the send, 228801)",
+                    final=True,
+                )
             if fee > self.max_fee:
                 raise JuheInputError(
                     f"max_fee: the estimated fee of what is left to send, {fee} ({numbers} number(s)), "
@@ -424,9 +468,14 @@ class Campaign:
                 outcome.reason,
             )
 
-    def _dry_run(self, summary: SendSummary, plan: SendPlan, templates: Templates) -> dict[str, Any]:
+    def _dry_run(self, summary: SendSummary, plan: SendPlan, templates: Templates | None) -> dict[str, Any]:
         planned, calls, estimated_fee = tally(plan.iter_batches(), templates)  # streamed: 1M rows fit
-        self.log.info("Dry run: %d number(s) in %d call(s), estimated fee %d", planned, calls, estimated_fee)
+        self.log.info(
+            "Dry run: %d number(s) in %d call(s), estimated fee %s",
+            planned,
+            calls,
+            "unknown (the template text was not read)" if estimated_fee is None else estimated_fee,
+        )
         return {
             **summary.as_dict(),
             "dry_run": True,
@@ -436,29 +485,37 @@ class Campaign:
         }
 
 
-def tally(batches: Iterable[Batch], templates: Templates) -> tuple[int, int, int]:
+def _check_open(window: SendWindow) -> None:
+    """Right before a request starts: the window must still be open."""
+    if not window.is_open(now()):
+        raise JuheNotStarted(f"the send window {window} has closed; nothing was sent")
+
+
+def tally(batches: Iterable[Batch], templates: Templates | None) -> tuple[int, int, int | None]:
     """
-    Numbers, calls and the estimated fee: SMS parts of each rendered text times its numbers (1 part
-    where the template's text is not known).
+    Numbers, calls and the estimated fee: SMS parts of each rendered text times its numbers. The
+    fee is ``None`` when the text of a template to send is not known: an estimate is never a guess.
     """
     numbers = calls = fee = 0
+    known = True
     last: tuple[int, bytes] | None = None
     parts = 1
     for batch in batches:
         if (batch.tpl_id, batch.tpl_value) != last:  # groups of equal values come one after another
             last = (batch.tpl_id, batch.tpl_value)
-            template = templates.get(batch.tpl_id)
+            template = (templates or {}).get(batch.tpl_id)
+            known = known and template is not None
             parts = (
                 message_parts(template["signature"], template["content"], batch.tpl_value) if template else 1
             )
         numbers += len(batch.mobiles)
         calls += 1
         fee += parts * len(batch.mobiles)
-    return numbers, calls, fee
+    return numbers, calls, fee if known else None
 
 
-def estimate_fee(batches: Iterable[Batch], templates: Templates) -> int:
-    """What a dry run estimates these calls cost."""
+def estimate_fee(batches: Iterable[Batch], templates: Templates | None) -> int | None:
+    """What a dry run estimates these calls cost; ``None`` when a template's text is not known."""
     return tally(batches, templates)[2]
 
 

@@ -26,6 +26,7 @@ from airflow_provider_juhe.exceptions import (
     JuheConfigError,
     JuheDeliveryUnknownError,
     JuheError,
+    JuheNotStarted,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.sending.ledger import ANNOUNCED, NOT_SENT, SENT, UNKNOWN, SendLedger
@@ -50,12 +51,24 @@ class Outcome:
     reason: str = ""
     stop: bool = False  # no further call should start (an auth error)
     final: bool = False  # a retry of the task cannot change it
+    #: ``False``: stopped right before its request started (the send window closed); surely not sent
+    #: (settled as a failure is), yet no failure: the batch is sent when the window opens again.
+    started: bool = True
 
 
-def send_batch(hook: JuheSmsHook, batch: Batch) -> Outcome:
-    """One call, its ending read off the hook's outcome table. Never raises for an ordinary failure."""
+def send_batch(hook: JuheSmsHook, batch: Batch, before_attempt: Callable[[], None] | None = None) -> Outcome:
+    """
+    One call, its ending read off the hook's outcome table. Never raises for an ordinary failure.
+
+    :param before_attempt: passed to the hook's ``send_sms``: checked right before each attempt's
+        request starts; raising :class:`JuheNotStarted` there gives an outcome not ``started``.
+    """
     try:
-        result = hook.send_sms(batch.mobiles, batch.tpl_id, packed_tpl_value(batch.tpl_value))
+        result = hook.send_sms(
+            batch.mobiles, batch.tpl_id, packed_tpl_value(batch.tpl_value), before_attempt=before_attempt
+        )
+    except JuheNotStarted as error:
+        return Outcome(FAILED_OUTCOME, reason=str(error), started=False)
     except JuheError as error:
         return outcome_of(error)
     except Exception as error:  # a defect of ours once the request may have left: never sent again

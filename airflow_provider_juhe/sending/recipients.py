@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from airflow_provider_juhe.mobiles import (
+    ascii_digits,
     check_mobile,
     find_mobiles,
     is_numbers_text,
+    mask_mobile,
     mask_sample,
-    normalise_mobile,
     split_mobiles,
 )
 from airflow_provider_juhe.sms_content import decode_tpl_value, pack_values, variable_name
@@ -69,6 +70,8 @@ class Audience:
     invalid: dict[str, str] = field(default_factory=dict)
     suppressed: dict[str, None] = field(default_factory=dict)  # an ordered set
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    #: A CSV file's header row as written in the file (before ``columns``), for messages.
+    header: list[str] | None = None
 
     @property
     def requested(self) -> int:
@@ -131,6 +134,8 @@ def audience_from_rows(
     tpl_value: Mapping[str, object] | str | None,
     required: frozenset[str] | None,
     suppress: frozenset[str] | set[str],
+    columns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> Audience:
     """
     Per-customer rows: each row's variables over the operator-wide ``tpl_value``.
@@ -139,17 +144,21 @@ def audience_from_rows(
         ``.csv`` / ``.jsonl`` file, optionally ``.gz``.
     :param required: the variables the templates use (``None``: unknown, not checked); a row
         without one of them is invalid.
+    :param columns: renames a row's keys (a file's columns), see :func:`iter_rows`.
+    :param encoding: the codec of a file, see :func:`iter_rows`.
     :raises RecipientsError: the file cannot be read, lacks the mobile column, holds a malformed
         line, or a row is not a mapping or has no number field.
     """
     encode = RowValues(tpl_value, required)
     audience = Audience()
-    for _, entry, names, values in _rows_at(recipients, mobile_field):
+    reader = _RowReader(mobile_field, columns, encoding)
+    for _, entry, names, values in reader.rows(recipients):
         encoded, missing = encode(names, values)
         _admit(audience, entry, encoded, suppress, missing)
+    audience.header = reader.header
     again = is_location(recipients) or isinstance(recipients, Sequence)  # a generator is read once
     audience.name_kept(
-        (lambda: ((at, entry) for at, entry, _, _ in _rows_at(recipients, mobile_field))) if again else None,
+        (lambda: ((at, entry) for at, entry, _, _ in reader.rows(recipients))) if again else None,
         "line {}" if is_location(recipients) else "recipients[{}]",
     )
     return audience
@@ -232,29 +241,145 @@ def masked_view(value: Any, mobile_field: str = "mobile") -> str:
     return f"<{len(numbers)} entries: {mask_sample(numbers, limit=3)}>"
 
 
-def read_suppressed(suppress: Any) -> frozenset[str]:
+def read_suppressed(suppress: Any, *, encoding: str = "utf-8", allow_empty: bool = False) -> frozenset[str]:
     """
     The opt-out numbers, normalised: a list (or numbers as text), or a path/URI of a text file (one
     number a line) or of a CSV with a ``mobile`` column (optionally ``.gz``).
 
+    Opt-outs fail closed: every entry must be a number (:func:`opt_out_number`: any spelling of a
+    valid number, a spreadsheet's float included when it keeps every digit); a single other entry
+    fails the whole read, since a number that cannot be read is a customer who could get an SMS
+    they refused.
+
+    :param encoding: the codec of a file (a UTF-8 byte-order mark is always accepted).
+    :param allow_empty: a source with no entry at all is accepted (else it fails: a failed export
+        must not pass for "nobody opted out").
     :raises RecipientsError: text that is not numbers (:func:`check_text`), a file that cannot be
-        read, or a CSV without a ``mobile`` column.
+        read, a CSV without a ``mobile`` column, an entry that is not a valid number (naming its
+        line, masked), or a source with no entry.
     """
     if suppress is None:
         return frozenset()
     check_text(suppress, "suppress")
+    entries: Iterable[tuple[str, str]]  # (where, entry)
     if not is_location(suppress):
-        return frozenset(normalise_mobile(entry) for entry in split_mobiles(suppress))
-    numbers: set[str] = set()
+        if isinstance(suppress, (str, int, float)):
+            pieces = split_mobiles(_plain_number(suppress))
+            entries = ((f"suppress: entry {index}", piece) for index, piece in enumerate(pieces, start=1))
+        else:
+            entries = (
+                (f"suppress[{index}]", piece)
+                for index, item in enumerate(suppress)
+                for piece in split_mobiles(_plain_number(item))
+            )
+        return _opt_outs(entries, "suppress", allow_empty)
+    encoding = check_encoding(encoding)
     name = _file_name(suppress)
-    with _open_text(suppress, "suppress") as stream:
+    with _open_text(suppress, "suppress", encoding) as stream:
         if name.endswith(".csv"):
             rows = _csv_rows(stream, suppress, "mobile", "suppress")
-            numbers.update(normalise_mobile(entry) for _, entry, _, _ in rows)
+            entries = (
+                (f"suppress: {suppress}, line {line}", entry)
+                for line, entry, _, values in rows
+                if entry.strip() or any(str(value).strip() for value in values)  # a blank row is no entry
+            )
         else:
-            for text in stream:
-                numbers.update(normalise_mobile(entry) for entry in split_mobiles(text))
+            entries = (
+                (f"suppress: {suppress}, line {line}", entry)
+                for line, text in enumerate(stream, start=1)
+                for entry in split_mobiles(text)
+            )
+        return _opt_outs(entries, str(suppress), allow_empty)
+
+
+def _plain_number(item: Any) -> str:
+    """An item as text: a float as Python writes it (``13800138001.0``), which keeps its digits."""
+    return item if isinstance(item, str) else repr(item) if isinstance(item, float) else str(item)
+
+
+def _opt_outs(entries: Iterable[tuple[str, str]], source: str, allow_empty: bool) -> frozenset[str]:
+    numbers: set[str] = set()
+    bad: list[tuple[str, str]] = []
+    for where, entry in entries:
+        number = opt_out_number(entry)
+        if number is None:
+            bad.append((where, entry))
+        else:
+            numbers.add(number)
+    if bad:
+        where, entry = bad[0]
+        more = f" ({len(bad)} such entries in all)" if len(bad) > 1 else ""
+        raise RecipientsError(
+            f"{where}: {_mask_entry(entry)} is not a valid mobile number{_lossy_hint(entry)}{more}. An opt-out "
+            "that cannot be read would let a customer get an SMS they refused: nothing was sent"
+        )
+    if not numbers and not allow_empty:
+        raise RecipientsError(
+            f"suppress: {source} holds no opt-out entry at all (a failed export?); nothing was sent. Pass "
+            "allow_empty_suppress=True when an empty opt-out list is expected"
+        )
     return frozenset(numbers)
+
+
+#: A decimal or scientific spelling of a whole number, as spreadsheets and pandas write numbers.
+_DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]*))?(?:[eE](?P<exponent>[+-]?[0-9]{1,6}))?")
+
+
+def opt_out_number(entry: str) -> str | None:
+    """
+    The valid number an opt-out entry spells, or ``None``.
+
+    Every spelling of a valid number is read as it: spaces, dashes, ``+86``/``0086``/``86``,
+    full-width or other Unicode digits (:func:`~airflow_provider_juhe.mobiles.check_mobile`); and
+    a spreadsheet's float spelling when every digit of the number is written in it: a fraction of
+    zeros (``13800138001.0``, ``13800138001.00``), or a mantissa that holds all the digits
+    (``1.3800138001E10``, ``1.38001380010E+10``). A spelling that leaves digits out is never read,
+    even where the missing digits would be zeros: ``8.6138E+12`` (Excel's display of
+    ``8613800138000``) and ``1.38E10`` are refused, as are a non-zero fraction and a negative number.
+    """
+    number, is_valid = check_mobile(entry)
+    if is_valid:
+        return number
+    mantissa, e, exponent_text = ascii_digits(entry).strip().replace("E", "e").partition("e")
+    text = _NOISE_IN_NUMBER.sub("", mantissa) + e + exponent_text  # a dash after the e is a sign
+    plus = "+" if text.startswith("+") else ""
+    match = _DECIMAL.fullmatch(text[len(plus) :])
+    if match is None or (match["fraction"] is None and match["exponent"] is None):
+        return None
+    whole, fraction, exponent = match["whole"], match["fraction"] or "", match["exponent"]
+    if exponent is None:
+        if fraction.strip("0"):
+            return None
+        digits = whole
+    else:
+        digits = (whole + fraction).lstrip("0")
+        shift = int(exponent) - len(fraction)
+        if shift > 0 or not digits:  # digits left out: Excel's 8.6138E+12
+            return None
+        if shift < 0:
+            if digits[shift:].strip("0"):
+                return None
+            digits = digits[:shift]
+    number, is_valid = check_mobile(plus + digits)
+    return number if is_valid else None
+
+
+_NOISE_IN_NUMBER = re.compile(r"[\s\-()]")
+
+
+def _mask_entry(entry: str) -> str:
+    """An entry for a message: a number-like one masked as numbers are, other text cut short."""
+    shown = mask_mobile(entry.strip()) if any(char.isdigit() for char in entry) else entry.strip()[:20]
+    return repr(shown)
+
+
+def _lossy_hint(entry: str) -> str:
+    if re.search(r"[0-9][eE][+-]?[0-9]", ascii_digits(entry)):
+        return (
+            " (scientific notation that lost digits: Excel shows long numbers so; format the column as "
+            "Text, or write the numbers out in full)"
+        )
+    return ""
 
 
 # -- sources ----------------------------------------------------------------------------------------
@@ -318,85 +443,147 @@ def _describe_text(text: str) -> str:
     return f"text of {len(text)} characters with {len(numbers)} number(s) in it: {mask_sample(numbers, 3)}"
 
 
-def iter_rows(recipients: Any, mobile_field: str) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+def iter_rows(
+    recipients: Any,
+    mobile_field: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
+) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
     """
     ``(number as given, variable names, values)`` per row, from a list of mappings or a file.
 
-    :raises RecipientsError: see :func:`audience_from_rows`.
+    :param columns: renames a row's keys (a CSV file's header, a JSON line's keys) before anything
+        else, as ``pandas.DataFrame.rename(columns=...)`` does: ``{"手机号": "mobile", "姓名": "name"}``.
+        Keys it does not name stay as they are.
+    :param encoding: the codec of a file (``"gbk"``, ``"gb18030"``: Excel's CSV on Chinese Windows);
+        a UTF-8 byte-order mark is always accepted, whatever the codec.
+    :raises RecipientsError: see :func:`audience_from_rows`; ``columns`` or ``encoding`` unusable.
     """
-    for _, entry, names, values in _rows_at(recipients, mobile_field):
+    for _, entry, names, values in _RowReader(mobile_field, columns, encoding).rows(recipients):
         yield entry, names, values
 
 
-def _rows_at(recipients: Any, mobile_field: str) -> Iterator[Row]:
-    """:func:`iter_rows` with each row's position: its index in a list, its line in a file."""
-    check_text(recipients, "recipients")
-    if is_location(recipients):
-        yield from _file_rows(recipients, mobile_field)
-        return
-    if isinstance(recipients, str):  # numbers as text: they carry no variables
+class _RowReader:
+    """Rows with their positions (index in a list, line in a file), keys renamed by ``columns``."""
+
+    def __init__(self, mobile_field: str, columns: Mapping[str, str] | None, encoding: str) -> None:
+        self.mobile_field = mobile_field
+        self.columns = check_columns(columns)
+        self.encoding = check_encoding(encoding)
+        self.header: list[str] | None = None
+
+    def rows(self, recipients: Any) -> Iterator[Row]:
+        check_text(recipients, "recipients")
+        if is_location(recipients):
+            yield from self._file_rows(recipients)
+            return
+        if isinstance(recipients, str):  # numbers as text: they carry no variables
+            raise RecipientsError(
+                f"recipients: expected rows or a path/URI of a .csv or .jsonl file, got numbers as text "
+                f"({mask_sample(split_mobiles(recipients), 3)}): pass numbers as mobiles"
+            )
+        if isinstance(recipients, Mapping) or not isinstance(recipients, Iterable):
+            raise RecipientsError(
+                f"recipients: expected a list of rows (mappings), or a path/URI of a .csv or .jsonl file, "
+                f"got {type(recipients).__name__}"
+            )
+        for index, row in enumerate(recipients):
+            if not isinstance(row, Mapping):
+                raise RecipientsError(f"recipients[{index}]: expected a mapping, got {type(row).__name__}")
+            yield index, *self._mapping_row(row, f"recipients[{index}]")
+
+    def _mapping_row(
+        self, row: Mapping[str, Any], where: str
+    ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
+        if self.columns:
+            row = {self.columns.get(key, key): value for key, value in row.items()}
+        mobile_field = self.mobile_field
+        if mobile_field not in row:
+            raise RecipientsError(f"{where}: no {mobile_field!r} field{_renamed(self.columns)}")
+        names = tuple(key for key in row if key != mobile_field)
+        number = row[mobile_field]
+        return ("" if number is None else str(number)), names, tuple(row[key] for key in names)
+
+    def _file_rows(self, location: Any) -> Iterator[Row]:
+        name = _file_name(location)
+        if not name.endswith(_FILE_TYPES):
+            raise RecipientsError(f"recipients: {location}: expected a .csv or .jsonl file (optionally .gz)")
+        with _open_text(location, "recipients", self.encoding) as stream:
+            if name.endswith(".csv"):
+                yield from _csv_rows(stream, location, self.mobile_field, "recipients", self.columns, self)
+            else:
+                yield from self._json_lines_rows(stream, location)
+
+    def _json_lines_rows(self, stream: Iterator[str], location: Any) -> Iterator[Row]:
+        for line, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            where = f"recipients: {location}, line {line}"
+            try:
+                row = json.loads(text)
+            except ValueError as error:
+                raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
+            except RecursionError:
+                raise RecipientsError(f"{where}: JSON nested too deeply") from None
+            if not isinstance(row, Mapping):
+                raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield line, *self._mapping_row(row, where)
+
+
+def check_columns(columns: Any) -> dict[str, str]:
+    """``columns`` as a plain dict of names to names (empty for ``None``); names the field when wrong."""
+    if columns is None:
+        return {}
+    if not isinstance(columns, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) and value for key, value in columns.items()
+    ):
         raise RecipientsError(
-            f"recipients: expected rows or a path/URI of a .csv or .jsonl file, got numbers as text "
-            f"({mask_sample(split_mobiles(recipients), 3)}): pass numbers as mobiles"
+            'columns: expected a mapping of column names to names, e.g. {"手机号": "mobile", "姓名": "name"}, '
+            f"got {columns!r:.100}"
         )
-    if isinstance(recipients, Mapping) or not isinstance(recipients, Iterable):
+    return dict(columns)
+
+
+def check_encoding(encoding: Any) -> str:
+    """A codec Python knows, by its name as given (``"gbk"``, ``"utf-8"``); names the field when not."""
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
         raise RecipientsError(
-            f"recipients: expected a list of rows (mappings), or a path/URI of a .csv or .jsonl file, "
-            f"got {type(recipients).__name__}"
-        )
-    for index, row in enumerate(recipients):
-        if not isinstance(row, Mapping):
-            raise RecipientsError(f"recipients[{index}]: expected a mapping, got {type(row).__name__}")
-        yield index, *_mapping_row(row, mobile_field, f"recipients[{index}]")
+            f'encoding: {encoding!r:.60} is not a known text codec (e.g. "utf-8", "gbk", "gb18030")'
+        ) from None
+    return str(encoding)
 
 
-def _mapping_row(
-    row: Mapping[str, Any], mobile_field: str, where: str
-) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
-    if mobile_field not in row:
-        raise RecipientsError(f"{where}: no {mobile_field!r} field")
-    names = tuple(key for key in row if key != mobile_field)
-    number = row[mobile_field]
-    return ("" if number is None else str(number)), names, tuple(row[key] for key in names)
+def _renamed(columns: Mapping[str, str]) -> str:
+    return f" (after columns={columns!r:.200})" if columns else ""
 
 
-def _file_rows(location: Any, mobile_field: str) -> Iterator[Row]:
-    name = _file_name(location)
-    if not name.endswith(_FILE_TYPES):
-        raise RecipientsError(f"recipients: {location}: expected a .csv or .jsonl file (optionally .gz)")
-    with _open_text(location, "recipients") as stream:
-        if name.endswith(".csv"):
-            yield from _csv_rows(stream, location, mobile_field, "recipients")
-        else:
-            yield from _json_lines_rows(stream, location, mobile_field)
-
-
-def _json_lines_rows(stream: Iterator[str], location: Any, mobile_field: str) -> Iterator[Row]:
-    for line, text in enumerate(stream, start=1):
-        if not text.strip():
-            continue
-        where = f"recipients: {location}, line {line}"
-        try:
-            row = json.loads(text)
-        except ValueError as error:
-            raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
-        except RecursionError:
-            raise RecipientsError(f"{where}: JSON nested too deeply") from None
-        if not isinstance(row, Mapping):
-            raise RecipientsError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield line, *_mapping_row(row, mobile_field, where)
-
-
-def _csv_rows(stream: Iterator[str], location: Any, column: str, field_name: str) -> Iterator[Row]:
-    """Rows of a CSV with a header row (with their lines): the number in ``column``, the others as variables."""
+def _csv_rows(
+    stream: Iterator[str],
+    location: Any,
+    column: str,
+    field_name: str,
+    columns: Mapping[str, str] | None = None,
+    reader_state: _RowReader | None = None,
+) -> Iterator[Row]:
+    """
+    Rows of a CSV with a header row (with their lines): the number in ``column``, the others as
+    variables; the header renamed by ``columns``, and kept as written on ``reader_state``.
+    """
     # strict: a file cut inside a quoted field, or a stray quote, fails naming its line instead of
     # silently running the rest of the file into one cell
     reader = csv.reader(stream, strict=True)
     try:
-        header = next(reader, None)
+        written = next(reader, None)
+        if reader_state is not None:
+            reader_state.header = written
+        header = [columns.get(name, name) for name in written] if columns and written else written
         if not header or column not in header:
             raise RecipientsError(
-                f"{field_name}: {location} has no {column!r} column (header: {', '.join(header or [])})"
+                f"{field_name}: {location} has no {column!r} column (header: {', '.join(written or [])})"
+                f"{_renamed(columns or {})}"
             )
         at = header.index(column)
         others = [index for index in range(len(header)) if index != at]
@@ -416,9 +603,9 @@ def _csv_rows(stream: Iterator[str], location: Any, column: str, field_name: str
 
 
 @contextmanager
-def _open_text(location: Any, field_name: str) -> Iterator[Iterator[str]]:
+def _open_text(location: Any, field_name: str, encoding: str = "utf-8") -> Iterator[Iterator[str]]:
     """
-    The file's lines (``\\n`` kept), decoded as UTF-8, read in large chunks.
+    The file's lines (``\\n`` kept), decoded from ``encoding``, read in large chunks.
 
     :raises RecipientsError: the file cannot be opened or read (see :func:`_lines`).
     """
@@ -431,35 +618,39 @@ def _open_text(location: Any, field_name: str) -> Iterator[Iterator[str]]:
         raise RecipientsError(f"{field_name}: cannot read {location}: {_reason(error)}") from None
     with raw:
         binary = gzip.GzipFile(fileobj=raw) if str(location).lower().endswith(".gz") else raw
-        yield _lines(binary, location, field_name)
+        yield _lines(binary, location, field_name, encoding)
 
 
-def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
+def _lines(binary: IO[bytes], location: Any, field_name: str, encoding: str = "utf-8") -> Iterator[str]:
     """
     Lines with their ends (CRLF, LF or a bare CR, as the csv module splits them; not the other
     separators ``str.splitlines`` knows, which a CSV field may hold), a leading BOM dropped.
 
     Read in chunks and decoded incrementally: iterating a text stream checks the file wrapper's
     state once per line (a third of the reading time), and a chunk's decoding error still gives the
-    line of the bad byte.
+    line of the bad byte. A file that begins with a UTF-8 byte-order mark is UTF-8, whatever
+    ``encoding`` says (Excel's "CSV UTF-8" writes one).
 
     :raises RecipientsError: naming the file, and the line of an undecodable byte (a corrupted or cut
         gzip stream names the last line read whole).
     """
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    decoder: codecs.IncrementalDecoder | None = None
     rest = ""
     done = 0  # lines read whole
     chunk = b"."
     while chunk:
         try:
             chunk = binary.read(READ_CHUNK)
+            if decoder is None:
+                utf8 = chunk.startswith(codecs.BOM_UTF8) or codecs.lookup(encoding).name == "utf-8"
+                decoder = codecs.getincrementaldecoder("utf-8-sig" if utf8 else encoding)()
+                codec = "UTF-8" if utf8 else encoding
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as error:
             line = done + 1 + len(_LINE_END_BYTES.findall(error.object[: error.start]))
             byte = error.object[error.start : error.start + 1].hex()
             raise RecipientsError(
-                f"{field_name}: {location}, line {line}: not UTF-8 text (byte 0x{byte}); save the file "
-                "as UTF-8"
+                f"{field_name}: {location}, line {line}: not {codec} text (byte 0x{byte}); {_save_as(codec)}"
             ) from None
         except _READ_ERRORS as error:
             where = f" after line {done}" if done else ""
@@ -477,6 +668,16 @@ def _lines(binary: IO[bytes], location: Any, field_name: str) -> Iterator[str]:
         yield from lines
     if rest:
         yield rest
+
+
+def _save_as(codec: str) -> str:
+    """How to make a file readable, for a decoding error's message."""
+    excel = 'in Excel, save it as "CSV UTF-8 (Comma delimited)"'
+    if codec == "UTF-8":
+        return (
+            f"{excel}, or pass encoding=\"gbk\" (Excel's default CSV on Chinese Windows) or the file's codec"
+        )
+    return f'pass the file\'s codec as encoding= (e.g. "utf-8", "gb18030"), or {excel} and drop encoding='
 
 
 def _file_name(location: Any) -> str:

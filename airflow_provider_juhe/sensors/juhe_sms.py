@@ -12,6 +12,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_provider_juhe._compat import AirflowFailException, AirflowSensorTimeout, conf
 from airflow_provider_juhe.exceptions import JuheError
+from airflow_provider_juhe.hooks import polling
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.template_review import APPROVED, PENDING, review, template_ids
 from airflow_provider_juhe.triggers.juhe_sms import JuheTemplateApprovedTrigger
@@ -25,6 +26,11 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
     auth error. Works in ``poke``, ``reschedule`` and ``deferrable=True`` modes; the sensor's
     ``timeout`` holds in each. Deferrable mode checks once before it defers, so an approved template
     or a bad key costs no trip through the triggerer.
+
+    A ``poke_interval`` below 1 s is raised to 1 s, with a warning. A template list that cannot be
+    read (a 502, a dropped connection) is read again with backoff (1, 2, 4 ... 15 s): failures in a
+    row for less than 60 s never end the wait; after 60 s the try fails, naming the last cause (the
+    task's retries apply). The same holds in every mode.
 
     :param tpl_id: one id, a list of ids, a ``carrier_tpl_ids`` dict, or the submit task's XComArg.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms``.
@@ -43,6 +49,7 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.poke_interval = polling.poll_interval(self.poke_interval, self.log.warning)
         self.tpl_id = tpl_id
         self.juhe_conn_id = juhe_conn_id
         self.deferrable = deferrable
@@ -70,7 +77,7 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         try:
-            verdict = review(self.hook.list_templates(), template_ids(self.tpl_id))
+            verdict = review(self._read_templates(), template_ids(self.tpl_id))
         except JuheError as error:
             if error.final:  # an auth error, an undefined connection: no retry changes it
                 raise AirflowFailException(str(error)) from error
@@ -79,6 +86,19 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
             self.log.info("Templates %s still in review", verdict["tpl_ids"])
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._conclude(verdict))
+
+    def _read_templates(self) -> list[dict[str, Any]]:
+        """The template list, read again with backoff through a transient outage of under a minute."""
+        outage = polling.ReadOutage()
+        while True:
+            try:
+                return self.hook.list_templates()
+            except JuheError as error:
+                wait = outage.failed(error)
+                self.log.warning(
+                    "Could not read the template list (%s); reading it again in %.0f s", error, wait
+                )
+                time.sleep(wait)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event["status"] == "error":

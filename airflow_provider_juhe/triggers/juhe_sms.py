@@ -10,7 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_juhe.exceptions import JuheAuthError
+from airflow_provider_juhe.exceptions import JuheAuthError, JuheError
+from airflow_provider_juhe.hooks import polling
 from airflow_provider_juhe.template_review import PENDING, review
 
 
@@ -25,7 +26,9 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
 
     :param tpl_ids: template ids that must all be approved.
     :param juhe_conn_id: Airflow connection of type ``juhe_sms`` (never a secret: this is serialised).
-    :param poll_interval: seconds between two looks at the template list.
+    :param poll_interval: seconds between two looks at the template list (at least 1: a shorter one
+        is raised to 1, with a warning). A list that cannot be read is read again with backoff;
+        failures in a row for 60 s end the wait with an ``error`` event naming the cause.
     :param end_time: epoch seconds after which it yields ``{"status": "timeout"}``; the triggerer
         also enforces the deferral timeout, this makes the trigger keep it wherever it runs.
     """
@@ -40,7 +43,7 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
         super().__init__()
         self.tpl_ids = [int(i) for i in tpl_ids]
         self.juhe_conn_id = juhe_conn_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = polling.poll_interval(float(poll_interval), self.log.warning)
         self.end_time = end_time
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -60,8 +63,19 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
         hook = JuheSmsHook(juhe_conn_id=self.juhe_conn_id)
         try:
             await hook.aget_config()
+            outage = polling.ReadOutage()
             while True:
-                verdict = review(await asyncio.to_thread(hook.list_templates), self.tpl_ids)
+                try:
+                    templates = await asyncio.to_thread(hook.list_templates)
+                except JuheError as error:
+                    wait = outage.failed(error)  # raises once the outage has lasted too long
+                    self.log.warning(
+                        "Could not read the template list (%s); reading it again in %.0f s", error, wait
+                    )
+                    await asyncio.sleep(wait)
+                    continue
+                outage.succeeded()
+                verdict = review(templates, self.tpl_ids)
                 if verdict["status"] != PENDING:
                     yield TriggerEvent(verdict)
                     return

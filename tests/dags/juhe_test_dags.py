@@ -243,3 +243,15 @@ with suite_dag("juhe_test_campaign_guarded", retries=0, max_fee=None, max_recipi
         max_recipients="{{ params.max_recipients }}",
         **CAMPAIGN,
     )
+
+# A poll interval of 0: raised to the 1 s floor.
+for mode in ("poke", "reschedule", "deferrable"):
+    with suite_dag(f"juhe_test_sensor_floor_{mode}", tpl_id=1):
+        JuheTemplateApprovedSensor(
+            task_id="wait_for_approval",
+            tpl_id="{{ params.tpl_id }}",
+            mode="reschedule" if mode == "reschedule" else "poke",
+            deferrable=mode == "deferrable",
+            poke_interval=0,
+            timeout=2,
+        )

@@ -98,7 +98,7 @@ def test_deferrable_mode_checks_once_then_waits_in_the_trigger(sandbox_conn, mon
         ("poke", False),  # one look before deferring, then the worker slot is freed
         (
             "airflow_provider_juhe.triggers.juhe_sms.JuheTemplateApprovedTrigger",
-            {"tpl_ids": [tpl_id], "juhe_conn_id": "juhe_sms_default", "poll_interval": 0.2, "end_time": ANY},
+            {"tpl_ids": [tpl_id], "juhe_conn_id": "juhe_sms_default", "poll_interval": 1.0, "end_time": ANY},
         ),
         "approved",
     ]
