@@ -73,6 +73,21 @@ OUTCOME_UNKNOWN_CODE = 10014
 RATE_LIMITED_CODE = 10011
 
 
+def shorten(text: str, limit: int, *, separator: str = " ") -> str:
+    """
+    ``text`` cut to at most ``limit`` characters at a word (or ``separator``-delimited item)
+    boundary, with ``…`` where it was cut: never mid-word.
+    """
+    text = " ".join(text.split()) if separator == " " else text
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    boundary = cut.rfind(separator)
+    if boundary > 0:  # a single word longer than the limit is the one thing cut inside
+        cut = cut[:boundary]
+    return cut.rstrip(" ,;:(") + "…"
+
+
 def explain(error_code: int | None) -> str:
     """The English explanation of a code; undocumented codes say so."""
     if error_code is None:

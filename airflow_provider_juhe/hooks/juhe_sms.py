@@ -18,6 +18,7 @@ import requests
 import urllib3
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from airflow_provider_juhe import metrics
 from airflow_provider_juhe._compat import (
     BaseHook,
     Connection,
@@ -39,6 +40,7 @@ from airflow_provider_juhe.exceptions import (
     JuheResponseError,
     api_error,
     input_checks,
+    shorten,
 )
 from airflow_provider_juhe.hooks import transport
 from airflow_provider_juhe.hooks.outcomes import Ending
@@ -60,6 +62,13 @@ from airflow_provider_juhe.mobiles import mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: The ``call`` tag of the ``juhe.call.latency`` timer, per API path.
+CALL_NAMES = {
+    SEND_PATH: "send",
+    TEMPLATES_PATH: "templates",
+    MOBILE_GROUP_PATH: "group",
+    SUBMIT_TEMPLATE_PATH: "submit",
+}
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
@@ -377,10 +386,15 @@ class JuheSmsHook(BaseHook):
             ),
             reraise=True,
         )
+        started = time.monotonic()
         try:
             return retrying(self._attempt, kind, path, params, read, before_attempt)
         except _Ended as ended:
             raise self._error(ended, kind, path, recipients or []) from None
+        finally:  # the whole call, its retries included, however it ended
+            metrics.timing(
+                "call.latency", time.monotonic() - started, tags={"call": CALL_NAMES.get(path, path)}
+            )
 
     def _error(self, ended: _Ended, kind: CallKind, path: str, recipients: list[str]) -> JuheError:
         """The exception the outcome table names for this ending and kind of call."""
@@ -411,7 +425,7 @@ class JuheSmsHook(BaseHook):
             raise _Ended(
                 Ending.UNREADABLE_RESULT,
                 f"{path} answered success with an unreadable result ({type(error).__name__}: "
-                f"{self._redact(str(error))[:200]})",
+                f"{self._redact(shorten(str(error), 200))})",
                 sid=_sid_of(result) if kind is CallKind.SEND else None,
             ) from None
 
@@ -437,20 +451,23 @@ class JuheSmsHook(BaseHook):
                 )
                 response = session.send(request, timeout=config.timeout, allow_redirects=False, stream=True)
             except (requests.RequestException, urllib3.exceptions.LocationValueError) as error:
-                raise _Ended(
-                    _transport_ending(error, attempt.started),
-                    f"{type(error).__name__}: {self._redact(str(error))[:300]}",
-                    status=0,
-                ) from None
+                ending = _transport_ending(error, attempt.started)
+                cause = (
+                    f"{type(error).__name__}: {shorten(str(error), 300)}"
+                    if ending is Ending.INVALID_URL
+                    else transport.failure_cause(error, config.base_url, config.timeout, attempt.started)
+                )
+                raise _Ended(ending, self._redact(cause), status=0) from None
             try:
                 body = _read_body(response)
             except _Ended:
                 raise
             except Exception as error:  # urllib3's read errors: the request had started
                 timed_out = isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError))
+                cause = transport.failure_cause(error, config.base_url, config.timeout, started=True)
                 raise _Ended(
                     Ending.DEADLINE if timed_out else Ending.CONNECTION_LOST,
-                    f"{type(error).__name__} reading the answer of {path}: {self._redact(str(error))[:300]}",
+                    f"{self._redact(cause)}, reading the answer of {path}",
                     status=0,
                 ) from None
         try:
@@ -477,7 +494,7 @@ class JuheSmsHook(BaseHook):
             raise _Ended(Ending.UNEXPECTED_SHAPE, self._redact(_excerpt(body, charset)))
         if code == 0:
             return answer.get("result")
-        reason = self._redact(str(answer.get("reason", ""))[:300])
+        reason = self._redact(shorten(str(answer.get("reason", "")), 300))
         if code == RATE_LIMITED_CODE:
             self.rate_limiter.slow_down()
         if code == OUTCOME_UNKNOWN_CODE:
@@ -573,7 +590,7 @@ def _excerpt(body: bytes, charset: str | None) -> str:
         text = body[:EXCERPT_BYTES].decode(charset or "utf-8", "replace")
     except (LookupError, UnicodeError):  # an unknown charset, or one without a "replace" handler
         text = body[:EXCERPT_BYTES].decode("utf-8", "replace")
-    return " ".join(text.split())[:200]
+    return shorten(text, 200)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

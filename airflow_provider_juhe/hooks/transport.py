@@ -11,6 +11,7 @@ failure after it may have.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import io
 import re
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -41,6 +42,64 @@ class Attempt:
 
 _current = threading.local()
 _DIGITS_AND_COMMAS = re.compile(r"[0-9,]*")
+
+
+def failure_cause(error: BaseException, url: str, timeout: float, started: bool) -> str:
+    """
+    What a transport failure was, in words: ``connection refused by 127.0.0.1:8799``, ``DNS lookup
+    failed for v.juhe.cn``, ``no complete answer from v.juhe.cn:443 within 10 s``; never a library's
+    repr of its connection pool.
+
+    :param started: a byte of the request had left (see :class:`Attempt`).
+    """
+    import requests
+    import urllib3
+
+    parsed = urlsplit(url)
+    host = parsed.hostname or "?"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    where = f"{host}:{port}"
+    chain = _causes(error)
+    errnos = {getattr(cause, "errno", None) for cause in chain}
+    if any(isinstance(cause, urllib3.exceptions.NameResolutionError) for cause in chain) or (
+        not started and any(isinstance(cause, socket.gaierror) for cause in chain)
+    ):
+        return f"DNS lookup failed for {host}"
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return f"connect timeout: {where} did not accept a connection within {timeout:g} s"
+    if isinstance(error, requests.exceptions.SSLError):
+        return f"TLS handshake with {where} failed ({_last_words(chain)})"
+    if not started and errno.ECONNREFUSED in errnos:
+        return f"connection refused by {where}"
+    if not started and errnos & {errno.ENETUNREACH, errno.EHOSTUNREACH}:
+        return f"{where} is unreachable (no route to it)"
+    if isinstance(error, requests.exceptions.Timeout) or any(isinstance(c, TimeoutError) for c in chain):
+        return f"no complete answer from {where} within {timeout:g} s"
+    if started:
+        return f"the connection to {where} was reset or dropped after the request was sent ({_last_words(chain)})"
+    return f"could not connect to {where} ({_last_words(chain)})"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, what it wraps (requests and urllib3 keep the cause in ``args`` or ``reason``)."""
+    chain: list[BaseException] = []
+    todo: list[Any] = [error]
+    while todo and len(chain) < 10:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or item in chain:
+            continue
+        chain.append(item)
+        todo += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args[:1]]
+    return chain
+
+
+def _last_words(chain: list[BaseException]) -> str:
+    """The innermost cause's own words (``[Errno 104] Connection reset by peer``), short."""
+    from airflow_provider_juhe.exceptions import shorten
+
+    innermost = chain[-1]
+    text = getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
+    return shorten(text, 120)
 
 
 def form_body(fields: Mapping[str, Any]) -> bytes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_juhe import metrics
 from airflow_provider_juhe.exceptions import (
     JuheConfigError,
     JuheError,
@@ -24,10 +25,11 @@ from airflow_provider_juhe.exceptions import (
     JuheInputError,
     JuheNotStarted,
     input_checks,
+    shorten,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
 from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
-from airflow_provider_juhe.sending.dispatch import Dispatcher, Outcome, send_batch
+from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, Dispatcher, Outcome, send_batch
 from airflow_provider_juhe.sending.ledger import SendLedger, StateStore
 from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
 from airflow_provider_juhe.sending.recipients import (
@@ -248,6 +250,9 @@ class Campaign:
             summary.estimated_fee = estimate_fee(plan.batches, templates)
             self._guard(pending, templates, fee=summary.estimated_fee, estimated=True)
             ledger.save_plan(plan, estimated_fee=summary.estimated_fee)
+            # counted once per task instance, when its plan is fixed (later tries replay it)
+            metrics.incr("sms.invalid", summary.invalid_count)
+            metrics.incr("sms.suppressed", summary.suppressed)
         if window is not None and pending and not window.is_open(now()):
             return self._wait(window, pending, "is closed")
         self.log.info(
@@ -279,8 +284,10 @@ class Campaign:
             )
         if not_started and stopped_by is None and window is not None:  # the window closed mid-send
             return self._wait(window, not_started, "closed")
+        stop = stopped_by or Outcome(FAILED_OUTCOME, reason="not started")
         for batch in not_started:  # only after a refusal that stopped every call: surely not sent
-            summary.record(batch, stopped_by)
+            summary.record(batch, stop)
+            metrics.incr(f"sms.{stop.status}", len(batch.mobiles))
         report_error = None
         if report is not None:
             rows = report_rows(
@@ -313,8 +320,8 @@ class Campaign:
                     encoding=request.encoding,
                 )
         invalid = list(audience.invalid)
-        if invalid and not audience.to_send and not audience.suppressed:
-            raise JuheInputError(nothing_to_send_message(audience.invalid, request.field))
+        if invalid and not audience.to_send:  # bad entries left nothing: never a green no-op
+            raise JuheInputError(nothing_to_send_message(audience, request.field, variables))
         if invalid:
             self.log.warning(
                 "%d invalid entr(ies) will not be sent (%s): %s",
@@ -450,6 +457,7 @@ class Campaign:
 
     def _record(self, summary: SendSummary, batch: Batch, outcome: Outcome) -> None:
         summary.record(batch, outcome)
+        metrics.incr(f"sms.{outcome.status}", len(batch.mobiles))  # sent, failed or unknown: this try's calls
         if outcome.status == "failed":
             self.log.warning(
                 "Batch %d (%d numbers) failed: %s %s",
@@ -544,17 +552,39 @@ def _guard_value(value: Any, name: str) -> int | None:
     return value
 
 
-def nothing_to_send_message(invalid: Mapping[str, str], field_name: str) -> str:
-    """Why a non-empty audience has nothing to send, with the likely cause."""
-    reasons = {reason for reason in invalid.values() if reason != NOT_A_NUMBER}
-    if reasons:
-        return (
-            f"{field_name}: none of the {len(invalid)} rows can be sent ({', '.join(sorted(reasons)[:3])}): "
-            "every row needs a value for each variable the template uses"
-        )
-    message = (
-        f"{field_name}: none of the {len(invalid)} entries is a valid number ({mask_sample(list(invalid))})"
+def nothing_to_send_message(
+    audience: Audience, field_name: str, variables: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """
+    Why a non-empty audience has nothing to send: the reasons with their counts, what else was left
+    out, and the likely cause (a file's columns beside the template's variables, a list rendered to
+    text).
+    """
+    invalid = audience.invalid
+    reasons = "; ".join(
+        f"{reason} ×{count}"
+        for reason, count in sorted(audience.invalid_reasons().items(), key=lambda r: -r[1])
     )
+    others = [
+        f"{len(audience.suppressed)} suppressed" if audience.suppressed else "",
+        f"{len(audience.duplicates)} duplicate entr(ies)" if audience.duplicates else "",
+    ]
+    message = (
+        f"{field_name}: nothing to send: {len(invalid)} invalid ({shorten(reasons, 300, separator=';')})"
+    )
+    message += "".join(f", {other}" for other in others if other)
+    if any(reason != NOT_A_NUMBER for reason in invalid.values()):
+        used = sorted({name for names in (variables or {}).values() for name in names})
+        if audience.header is not None:
+            message += f". The file's columns: {shorten(', '.join(audience.header), 300, separator=',')}"
+        if used:
+            message += f"; the template uses: {', '.join(used)}"
+        message += (
+            ". Every row needs a value for each variable the template uses: rename the columns to the "
+            'variables with columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}'
+        )
+        return message
+    message += f": {mask_sample(list(invalid))}"
     if any(entry[:1] in "[('\"" or entry[-1:] in "])'\"" for entry in invalid):
         message += (
             ". The value looks like a list rendered to its text form, e.g. \"['139…', '139…']\": pass "

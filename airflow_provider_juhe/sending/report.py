@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_juhe.exceptions import explain
+from airflow_provider_juhe.exceptions import explain, shorten
 from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, SENT_OUTCOME, Outcome
 from airflow_provider_juhe.sending.ledger import MAY_HAVE_STARTED, SENT, SendLedger
 from airflow_provider_juhe.sending.plan import Batch, SendPlan
@@ -122,7 +122,7 @@ class SendSummary:
         parts = []
         if self.failed_count:
             causes = "; ".join(
-                f"{'' if e['error_code'] is None else str(e['error_code']) + ' '}{e['reason'][:160]} "
+                f"{'' if e['error_code'] is None else str(e['error_code']) + ' '}{shorten(e['reason'] or 'no reason given', 160)} "
                 f"×{e['count']}{'' if e['error_code'] is None else ' (' + explain(e['error_code']) + ')'}"
                 for e in sorted(self._failed.values(), key=lambda e: -e["count"])[:5]
             )

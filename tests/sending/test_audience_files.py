@@ -120,3 +120,74 @@ def test_opt_outs_in_gbk_with_a_chinese_header(tmp_path):
     path.write_bytes("mobile,备注\n13800000009,退订\n".encode("gbk"))
 
     assert read_suppressed(str(path), encoding="gbk") == {"13800000009"}
+
+
+# -- an audience that leaves nothing to send -----------------------------------------------------------
+
+
+def run_campaign(request):
+    import logging
+
+    from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
+    from airflow_provider_juhe.sending.campaign import Campaign
+    from airflow_provider_juhe.sending.ledger import InMemoryStateStore
+
+    return Campaign(
+        request, JuheSmsHook(retry_wait=0), InMemoryStateStore(), logging.getLogger(__name__)
+    ).run()
+
+
+def test_bad_rows_beside_suppressed_ones_fail_naming_columns_and_variables(sandbox_conn, tmp_path):
+    """Before: with the rest suppressed, rows missing every variable made a green task that sent nothing."""
+    from airflow_provider_juhe.exceptions import JuheInputError
+    from airflow_provider_juhe.sending.campaign import SendRequest
+
+    tpl_id = sandbox_conn.add_template("您好#name#，应还#amount#元", "银行")
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "mobile,姓名,金额\n13800000001,王芳,1\n13800000002,李伟,2\n13800000003,张敏,3\n13800000002,x,y\n"
+    )
+
+    with pytest.raises(JuheInputError) as raised:
+        run_campaign(SendRequest(recipients=str(customers), tpl_id=tpl_id, suppress=["13800000003"]))
+
+    assert str(raised.value) == (
+        "recipients: nothing to send: 2 invalid (missing #amount#, #name# ×2), 1 suppressed, 1 duplicate "
+        "entr(ies). The file's columns: mobile, 姓名, 金额; the template uses: #amount#, #name#. Every row "
+        "needs a value for each variable the template uses: rename the columns to the variables with "
+        'columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}'
+    )
+    assert raised.value.final
+    assert not [c for c in sandbox_conn.calls() if c["path"].endswith("send.php")]
+
+
+def test_invalid_numbers_beside_suppressed_ones_fail_with_counts(sandbox_conn):
+    from airflow_provider_juhe.exceptions import JuheInputError
+    from airflow_provider_juhe.sending.campaign import SendRequest
+
+    tpl_id = sandbox_conn.add_template("通知")
+
+    with pytest.raises(
+        JuheInputError,
+        match=r"^mobiles: nothing to send: 2 invalid \(not a valid mobile number ×2\), 1 suppressed: 138\*\*\*\*0123, \*\*\*\*$",
+    ):
+        run_campaign(
+            SendRequest(
+                mobiles=["1380000000123", "138", "13800000003"], tpl_id=tpl_id, suppress=["13800000003"]
+            )
+        )
+
+
+def test_an_audience_all_suppressed_is_a_green_no_op(sandbox_conn):
+    from airflow_provider_juhe.sending.campaign import SendRequest
+
+    tpl_id = sandbox_conn.add_template("通知")
+
+    finished = run_campaign(
+        SendRequest(
+            mobiles=["13800000003", "13800000004"], tpl_id=tpl_id, suppress=["13800000003", "13800000004"]
+        )
+    )
+
+    assert finished.failure() is None
+    assert (finished.result["sent"], finished.result["suppressed"]) == (0, 2)
