@@ -1,10 +1,11 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Only Python >= 3.10 and make are needed.
+# The other targets: docs/development.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint redis-server demo bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
+.PHONY: install test lint redis-server demo docs dist check-install bench wheel e2e e2e-services e2e-celery test-matrix test-airflow constraints clean
 
 install: $(STAMP)
 
@@ -29,6 +30,28 @@ redis-server:
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The documentation site (docs/, mkdocs.yml) into site/; any warning fails the build.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The release artefacts: sdist and wheel in dist/, their metadata checked (twine) and their contents
+# checked against what a user needs (scripts/check_dist.py: entry point, classifiers, licence, py.typed,
+# constraints files in the sdist).
+dist: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,release]'
+	rm -rf dist build
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
+# The wheel installed with the documented recipe (constraints first) into a clean virtualenv per
+# Airflow line, then `airflow providers list`, `airflow config list` and one `airflow dags test`
+# against the sandbox (scripts/check_install.sh; about 2 minutes per line).
+CHECK_INSTALL_VERSIONS := 3.0.6 3.2.2 3.3.2
+check-install: dist
+	bash scripts/check_install.sh $(CHECK_INSTALL_VERSIONS)
 
 # The end-to-end tiers: the built wheel (not the source tree) in a virtualenv of its own, inside a real
 # Airflow started and stopped by e2e/run.py (LocalExecutor, SQLite) or e2e/run_celery.py (CeleryExecutor,
@@ -107,4 +130,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/alert_state.py
 
 clean:
-	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) .venv-af-* dist build .demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(E2E_VENV) $(E2E_CELERY_VENV) .venv-af-* dist build site .demo .pytest_cache .ruff_cache *.egg-info

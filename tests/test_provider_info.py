@@ -13,6 +13,7 @@ import airflow
 import jsonschema
 import pytest
 
+import airflow_provider_juhe
 from airflow_provider_juhe import get_provider_info
 
 
@@ -56,7 +57,7 @@ def test_providers_manager_sees_hook_and_form():
     else:
         hook = ProvidersManagerTaskRuntime().hooks["juhe_sms"]
 
-    assert manager.providers["airflow-provider-juhe"].version == "0.1.0"
+    assert manager.providers["airflow-provider-juhe"].version == airflow_provider_juhe.__version__
     assert hook.hook_class_name == "airflow_provider_juhe.hooks.juhe_sms.JuheSmsHook"
     assert hook.connection_id_attribute_name == "juhe_conn_id"
     behaviour = manager.field_behaviours["juhe_sms"]

@@ -2,7 +2,7 @@
 The outcome table: every way a call to Juhe can end, and what that ending tells about its effect.
 
 The hook classifies each ending here, once; operators, the notifier and the trigger only read the
-outcome off the exception it raises (``JuheError.outcome``). The README prints this table.
+outcome off the exception it raises (``JuheError.outcome``). docs/operations.md prints this table.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Ending(Enum):
         return self.value[1]
 
 
-#: What each outcome becomes, per kind of call (printed in the README under the table).
+#: What each outcome becomes, per kind of call (printed in docs/operations.md under the table).
 CONSEQUENCES = {
     NOTHING_LEFT: (
         "retried by the hook (up to `max_retries`); then `JuheConnectionError` — a send's numbers are "
@@ -69,7 +69,7 @@ CONSEQUENCES = {
 
 
 def outcome_table_markdown() -> str:
-    """The table as the README prints it."""
+    """The table as docs/operations.md prints it."""
     lines = ["| how the call ended | outcome |", "|---|---|"]
     lines += [f"| {ending.description} | {ending.outcome.value} |" for ending in Ending]
     return "\n".join(lines)

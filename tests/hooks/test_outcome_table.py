@@ -71,9 +71,9 @@ def received(sandbox) -> Counter:
     return Counter(number for message in sandbox.messages() for number in message["mobiles"])
 
 
-def test_the_readme_prints_the_table():
-    readme = (REPO / "README.md").read_text()
-    assert outcome_table_markdown() in readme
+def test_the_operations_page_prints_the_table():
+    page = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert outcome_table_markdown() in page
 
 
 def test_every_ending_has_one_outcome():
