@@ -14,7 +14,7 @@ Gate, settle and lease are multiples of the typical recent call (:class:`Latency
 a fast metadata DB an update takes a fraction of a second, and on a slow one the lock still admits a
 holder instead of demanding a 1 s write that the DB cannot meet. Every update has a deadline; one
 that cannot finish by it (a slow DB, a lock held by a holder that makes no progress) raises
-:class:`~airflow_provider_juhe.alerting.state.LockBusy` early, so the caller can page anyway.
+:class:`~airflow_provider_juhe.alerting.store.LockBusy` early, so the caller can page anyway.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_juhe import variables
 from airflow_provider_juhe.alerting.policy import is_time
-from airflow_provider_juhe.alerting.state import LOCK_SUFFIX, Change, LockBusy, Record
+from airflow_provider_juhe.alerting.store import LOCK_SUFFIX, Change, LockBusy, Record
 
 log = logging.getLogger(__name__)
 

@@ -285,10 +285,6 @@ class SlowVariables:
 def _use(monkeypatch, fake) -> None:
     for name in ("read", "write", "delete"):
         monkeypatch.setattr(variables, name, getattr(fake, name))
-    from airflow_provider_juhe.alerting import state
-
-    monkeypatch.setattr(state, "_read", fake.read, raising=False)
-    monkeypatch.setattr(state, "_write", fake.write, raising=False)
 
 
 def test_sixty_four_ledgers_opening_at_once_write_their_first_record_within_seconds(monkeypatch):
