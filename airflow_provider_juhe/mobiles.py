@@ -26,6 +26,8 @@ _NUMBERS_TEXT = re.compile(r"[0-9\s+,;、()\-]*")
 #: A mobile number inside any text (a path, a list rendered to text), with its country prefix.
 _MOBILE_IN_TEXT = re.compile(r"(?<![0-9])(?:0086|86)?(1[0-9]{10})(?![0-9])")
 _COUNTRY_PREFIXES = ("+86", "0086", "86")
+#: A mobile number in free text however it is spelled (``+86 139-0013-9002``), for masking.
+_SPELLED_MOBILE = re.compile(r"(?<![0-9])(?:\+?(?:00)?86[\s\-]?)?(1(?:[\s\-]?[0-9]){10})(?![0-9])")
 
 # Number blocks by carrier, from the MIIT allocations (电信网码号资源) as published up to 2025-06.
 # Longer prefixes win over shorter ones. MVNO blocks (162, 165, 167, 170x, 171) are listed under the
@@ -207,6 +209,14 @@ def mask_mobile(number: str) -> str:
     if len(number) >= 8:
         return f"{number[:3]}****{number[-4:]}"
     return "****"
+
+
+def mask_in_text(text: str) -> str:
+    """``text`` with every mobile number in it masked, in any spelling (for text a server wrote)."""
+    text = ascii_digits(text)
+    if not any(char.isdigit() for char in text):
+        return text
+    return _SPELLED_MOBILE.sub(lambda match: mask_mobile(_NOISE.sub("", match[1])), text)
 
 
 def carrier_of(number: str) -> str:

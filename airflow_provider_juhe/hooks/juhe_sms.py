@@ -58,7 +58,7 @@ from airflow_provider_juhe.juhe_api import (
     TEMPLATE_STATES,
     TEMPLATES_PATH,
 )
-from airflow_provider_juhe.mobiles import mask_sample, require_valid
+from airflow_provider_juhe.mobiles import mask_in_text, mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -504,9 +504,12 @@ class JuheSmsHook(BaseHook):
         raise _Ended(Ending.DOCUMENTED_CODE, reason, error_code=code)
 
     def _redact(self, text: str) -> str:
-        """Belt and braces: no message this hook builds may carry the appkey."""
+        """
+        Belt and braces: no message this hook builds may carry the appkey, nor a number unmasked
+        (a server's reason or error page may echo the request).
+        """
         config = self.__dict__.get("config")  # set once the connection has been read
-        return text.replace(config.appkey, "***") if config else text
+        return mask_in_text(text.replace(config.appkey, "***") if config else text)
 
 
 class _Ended(Exception):

@@ -28,7 +28,7 @@ from airflow_provider_juhe.exceptions import (
     shorten,
 )
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook, validate_tpl_id
-from airflow_provider_juhe.mobiles import group_by_carrier, mask_sample, require_valid
+from airflow_provider_juhe.mobiles import group_by_carrier, mask_in_text, mask_sample, require_valid
 from airflow_provider_juhe.sending.dispatch import FAILED_OUTCOME, Dispatcher, Outcome, send_batch
 from airflow_provider_juhe.sending.ledger import SendLedger, StateStore
 from airflow_provider_juhe.sending.plan import Batch, SendPlan, resolve_carrier_tpl_ids, validate_batching
@@ -576,7 +576,7 @@ def nothing_to_send_message(
     if any(reason != NOT_A_NUMBER for reason in invalid.values()):
         used = sorted({name for names in (variables or {}).values() for name in names})
         if audience.header is not None:
-            message += f". The file's columns: {shorten(', '.join(audience.header), 300, separator=',')}"
+            message += f". The file's columns: {shorten(mask_in_text(', '.join(audience.header)), 300, separator=',')}"
         if used:
             message += f"; the template uses: {', '.join(used)}"
         message += (

@@ -26,6 +26,7 @@ from airflow_provider_juhe.mobiles import (
     check_mobile,
     find_mobiles,
     is_numbers_text,
+    mask_in_text,
     mask_mobile,
     mask_sample,
     split_mobiles,
@@ -590,7 +591,7 @@ def _csv_rows(
         header = [columns.get(name, name) for name in written] if columns and written else written
         if not header or column not in header:
             raise RecipientsError(
-                f"{field_name}: {location} has no {column!r} column (header: {', '.join(written or [])})"
+                f"{field_name}: {location} has no {column!r} column (header: {mask_in_text(', '.join(written or []))})"
                 f"{_renamed(columns or {})}"
             )
         at = header.index(column)

@@ -469,3 +469,41 @@ class TestPacing:
 
         assert hook.send_sms("13800138000", 1)["sid"] == "1"
         assert hook.rate_limiter.interval > 0
+
+
+class TestServerTextMasked:
+    """What a server writes back (a reason, an error page echoing the request) reaches messages masked."""
+
+    NUMBERS = ("13800138001", "13900139002")
+
+    @pytest.mark.parametrize(
+        ("answer", "raised"),
+        [
+            (error(228802, "手机号码13800138001,13900139002格式错误"), JuheApiError),
+            (error(200, "system busy for 13800138001"), JuheDeliveryUnknownError),
+            (
+                {
+                    "status_code": 502,
+                    "text": "<html>upstream refused mobile=13800138001%2C13900139002</html>",
+                },
+                JuheDeliveryUnknownError,
+            ),
+            (
+                {"status_code": 200, "text": "<html>got +86 139-0013-9002 and 8613800138001</html>"},
+                JuheDeliveryUnknownError,
+            ),
+        ],
+        ids=["juhe-reason", "undocumented-code", "502-echo", "200-html"],
+    )
+    def test_numbers_in_a_server_answer_are_masked(self, conn, sleeps, requests_mock, answer, raised):
+        conn(max_retries=0)
+        requests_mock.post(SEND, **answer)
+
+        with pytest.raises(raised) as caught:
+            JuheSmsHook(sleep=sleeps).send_sms(list(self.NUMBERS), 1)
+
+        text = f"{caught.value} {getattr(caught.value, 'detail', '')} {getattr(caught.value, 'reason', '')}"
+        assert "13800138001" not in text
+        assert "13900139002" not in text
+        assert "139-0013-9002" not in text
+        assert "****" in text

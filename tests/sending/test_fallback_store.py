@@ -100,6 +100,21 @@ def test_a_run_created_again_with_the_same_run_id_is_a_new_ledger():
     assert len(_of(recreated)) <= 3, "the old run's records were not deleted"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: a re-created run whose first try ended before opening the ledger (its first "
+    "Variables read failed, retried; a worker lost before execute) opens it at try 2, above every "
+    "recorded try, and takes the old run's ledger; the SDK's DagRun carries no row id to tell them apart",
+)
+@pytest.mark.usefixtures("alert_state")
+def test_a_run_created_again_whose_first_try_never_opened_the_ledger_is_a_new_ledger():
+    old = _store(attempt=(1, "ti-old"))
+    old.set("juhe_plan", {"n": 1})
+    old.close()
+    # the re-created run's try 1 (ti-new-1) failed before the ledger opened; try 2 opens it
+    assert _store(attempt=(2, "ti-new-2")).get("juhe_plan") is None
+
+
 @pytest.mark.usefixtures("alert_state")
 def test_a_send_resuming_after_its_deferral_and_a_retry_are_the_same_ledger():
     _store(attempt=(3, "ti-3")).set("juhe_plan", {"n": 1})

@@ -171,3 +171,21 @@ def test_a_csv_row_with_data_but_no_number_is_refused(tmp_path):
 
     with pytest.raises(RecipientsError, match=r"opt_outs\.csv, line 3: '' is not a valid mobile number"):
         read_suppressed(str(path))
+
+
+@pytest.mark.parametrize("field", ["suppress", "recipients"])
+def test_a_csv_without_a_header_row_names_its_first_row_masked(tmp_path, field):
+    """Before: "has no 'mobile' column (header: 13800138001, 张三)", the first row's number unmasked."""
+    from airflow_provider_juhe.sending.recipients import audience_from_rows
+
+    path = tmp_path / "no-header.csv"
+    path.write_text("13800138001,张三\r\n+86 139-0013-9002,李四\r\n", encoding="utf-8")
+    read = {
+        "suppress": lambda: read_suppressed(str(path)),
+        "recipients": lambda: audience_from_rows(
+            str(path), mobile_field="mobile", tpl_value=None, required=None, suppress=frozenset()
+        ),
+    }[field]
+
+    with pytest.raises(RecipientsError, match=r"no 'mobile' column \(header: 138\*\*\*\*8001, 张三\)"):
+        read()
