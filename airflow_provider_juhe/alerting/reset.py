@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from airflow_provider_juhe.alerting.state import open_store, state_key
+from airflow_provider_juhe.alerting.state import TROUBLE, open_store, state_key
 
 
 def reset_alert(
@@ -55,7 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tpl-id", help="also forget the per-number caps of this template")
     parser.add_argument("--state-conn-id", help="the Redis connection of the alert state (default: config)")
     args = parser.parse_args(argv)
-    keys = reset_alert(args.group_key, tpl_id=args.tpl_id, state_conn_id=args.state_conn_id)
+    try:
+        keys = reset_alert(args.group_key, tpl_id=args.tpl_id, state_conn_id=args.state_conn_id)
+    except TROUBLE as error:
+        print(
+            f"Could not reach the alert state: {error}\nRun this where Airflow's configuration "
+            "(AIRFLOW_HOME, or the AIRFLOW__ environment variables) points at the deployment whose alert "
+            "state to reset: by default it lives in that deployment's Airflow Variables.",
+            file=sys.stderr,
+        )
+        return 1
     print(f"Alert state reset: {len(keys)} key(s) deleted for group_key {args.group_key!r}")
     return 0
 

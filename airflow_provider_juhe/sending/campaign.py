@@ -580,8 +580,9 @@ def nothing_to_send_message(
         if used:
             message += f"; the template uses: {', '.join(used)}"
         message += (
-            ". Every row needs a value for each variable the template uses: rename the columns to the "
-            'variables with columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}'
+            ". Every row needs a value for each variable the template uses: from a column of its own "
+            '(rename columns to the variables with columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}) '
+            "or, for a value every row shares, from tpl_value="
         )
         return message
     message += f": {mask_sample(list(invalid))}"

@@ -154,8 +154,9 @@ def test_bad_rows_beside_suppressed_ones_fail_naming_columns_and_variables(sandb
     assert str(raised.value) == (
         "recipients: nothing to send: 2 invalid (missing #amount#, #name# ×2), 1 suppressed, 1 duplicate "
         "entr(ies). The file's columns: mobile, 姓名, 金额; the template uses: #amount#, #name#. Every row "
-        "needs a value for each variable the template uses: rename the columns to the variables with "
-        'columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}'
+        "needs a value for each variable the template uses: from a column of its own (rename columns to "
+        'the variables with columns=, e.g. columns={"手机号": "mobile", "姓名": "name"}) or, for a value '
+        "every row shares, from tpl_value="
     )
     assert raised.value.final
     assert not [c for c in sandbox_conn.calls() if c["path"].endswith("send.php")]
