@@ -530,8 +530,9 @@ class _RowReader:
             where = f"recipients: {location}, line {line}"
             try:
                 row = json.loads(text)
-            except ValueError as error:
-                raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
+            except ValueError as error:  # also a plain ValueError: an integer of more than 4300 digits
+                reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+                raise RecipientsError(f"{where}: not valid JSON ({reason})") from None
             except RecursionError:
                 raise RecipientsError(f"{where}: JSON nested too deeply") from None
             if not isinstance(row, Mapping):
