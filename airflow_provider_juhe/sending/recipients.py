@@ -630,7 +630,9 @@ def _open_text(location: Any, field_name: str, encoding: str = "utf-8") -> Itera
         yield _lines(binary, location, field_name, encoding)
 
 
-def _lines(binary: IO[bytes], location: Any, field_name: str, encoding: str = "utf-8") -> Iterator[str]:
+def _lines(
+    binary: IO[bytes] | gzip.GzipFile, location: Any, field_name: str, encoding: str = "utf-8"
+) -> Iterator[str]:
     """
     Lines with their ends (CRLF, LF or a bare CR, as the csv module splits them; not the other
     separators ``str.splitlines`` knows, which a CSV field may hold), a leading BOM dropped.
