@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # loadgroup: one test at a time to whichever worker is free (tests/conftest.py puts the slowest first).
 # The alert state's Redis tests start a real redis-server: installed from Debian's package when missing

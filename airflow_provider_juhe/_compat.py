@@ -159,5 +159,5 @@ def stats_client() -> Any:
     try:
         from airflow.sdk.observability.stats import Stats
     except ImportError:
-        from airflow.stats import Stats  # type: ignore[no-redef]
+        from airflow.stats import Stats
     return Stats

@@ -123,7 +123,7 @@ class JuheApiError(JuheError):
         self.final = known.final
         super().__init__(f"Juhe error {self.error_code} {reason} ({known.meaning})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JuheApiError], tuple[int, str]]:
         return type(self), (self.error_code, self.reason)
 
 
@@ -142,7 +142,8 @@ class JuheResponseError(JuheError):
     """
 
     def __init__(self, status_code: int, excerpt: str, error_code: int | None = None) -> None:
-        self.status_code = status_code
+        # Airflow's AirflowException.status_code is inferred as HTTPStatus; any int status is meant (0: none).
+        self.status_code = status_code  # type: ignore[assignment]
         self.excerpt = excerpt
         self.error_code = error_code
         code = f", error {error_code} ({explain(error_code)})" if error_code is not None else ""
@@ -151,7 +152,7 @@ class JuheResponseError(JuheError):
         else:
             super().__init__(f"No complete answer from Juhe: {excerpt}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JuheResponseError], tuple[int, str, int | None]]:
         return type(self), (self.status_code, self.excerpt, self.error_code)
 
 
@@ -184,7 +185,9 @@ class JuheDeliveryUnknownError(JuheError):
             "It was not retried, so that no SMS is sent twice."
         )
 
-    def __reduce__(self):
+    def __reduce__(
+        self,
+    ) -> tuple[type[JuheDeliveryUnknownError], tuple[list[str], str, int | None, str | None]]:
         return type(self), (self.mobiles, self.detail, self.error_code, self.sid)
 
 

@@ -47,7 +47,7 @@ class RedisStore:
         with self._guard:
             if self._client is None:
                 try:
-                    client = RedisHook(redis_conn_id=self.conn_id).get_conn()  # type: ignore[no-untyped-call]
+                    client = RedisHook(redis_conn_id=self.conn_id).get_conn()
                 except Exception as error:
                     raise StateUnavailable(f"{self.name}: {type(error).__name__}: {error}") from None
                 pool = getattr(client, "connection_pool", None)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -60,6 +60,8 @@ from airflow_provider_juhe.juhe_api import (
 )
 from airflow_provider_juhe.mobiles import mask_in_text, mask_sample, require_valid
 from airflow_provider_juhe.sms_content import encode_tpl_value
+
+_T = TypeVar("_T")
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: The ``call`` tag of the ``juhe.call.latency`` timer, per API path.
@@ -362,11 +364,11 @@ class JuheSmsHook(BaseHook):
         kind: CallKind,
         path: str,
         params: dict[str, str],
-        read: Callable[[Any], Any] = lambda result: result,
+        read: Callable[[Any], _T] = lambda result: result,
         *,
         recipients: list[str] | None = None,
         before_attempt: Callable[[], None] | None = None,
-    ) -> Any:
+    ) -> _T:
         """
         POST one call and ``read`` its result, retrying per the outcome table; every other ending
         becomes the exception the table names for this kind of call.
@@ -388,7 +390,7 @@ class JuheSmsHook(BaseHook):
         )
         started = time.monotonic()
         try:
-            return retrying(self._attempt, kind, path, params, read, before_attempt)
+            return retrying(lambda: self._attempt(kind, path, params, read, before_attempt))
         except _Ended as ended:
             raise self._error(ended, kind, path, recipients or []) from None
         finally:  # the whole call, its retries included, however it ended
@@ -415,9 +417,9 @@ class JuheSmsHook(BaseHook):
         kind: CallKind,
         path: str,
         params: dict[str, str],
-        read: Callable[[Any], Any],
+        read: Callable[[Any], _T],
         before_attempt: Callable[[], None] | None = None,
-    ) -> Any:
+    ) -> _T:
         result = self._post(path, params, before_attempt)
         try:
             return read(result)
@@ -757,7 +759,8 @@ def _connection_type() -> dict[str, Any]:
     """The ``juhe_sms`` entry of the provider info: the one declaration of the connection form."""
     from airflow_provider_juhe import get_provider_info
 
-    return get_provider_info()["connection-types"][0]
+    connection_type: dict[str, Any] = get_provider_info()["connection-types"][0]
+    return connection_type
 
 
 def _extra_number(

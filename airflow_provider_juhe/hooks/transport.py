@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlsplit
 
 from requests.adapters import HTTPAdapter
@@ -170,13 +170,20 @@ class _DeadlineSocket:
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         state = _attempt()
-        super().__init__(_DeadlineSocket(sock, state) if state else sock, *args, **kwargs)
+        # HTTPResponse only calls sock.makefile("rb"); typeshed asks for a whole socket.
+        super().__init__(_DeadlineSocket(sock, state) if state else sock, *args, **kwargs)  # type: ignore[arg-type]
 
 
-class _Marking:
+if TYPE_CHECKING:  # _Marking is a mixin for urllib3's connections
+    _ConnectionBase = HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _Marking(_ConnectionBase):
     """Notes the first byte written; reads the answer under the deadline."""
 
-    response_class = _DeadlineResponse
+    response_class: type[http.client.HTTPResponse] = _DeadlineResponse
 
     def send(self, data: Any) -> None:
         if self.sock is None:  # connect first: its failures took no effect
@@ -184,7 +191,7 @@ class _Marking:
         state = _attempt()
         if state is not None:
             state.started = True
-        super().send(data)  # type: ignore[misc]
+        super().send(data)
 
 
 class _HTTPConnection(_Marking, HTTPConnection):

@@ -238,6 +238,7 @@ class JuheSandbox:
         if self._server is None:
             raise RuntimeError("the sandbox is not running")
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # getsockname() of an AF_INET socket: typeshed also allows bytes
         return f"http://{host}:{port}"
 
     @property

@@ -200,7 +200,11 @@ class Campaign:
             suppress = read_suppressed(
                 request.suppress, encoding=request.encoding, allow_empty=request.allow_empty_suppress
             )
-        tpl_ids = sorted(set(carrier_tpl_ids.values())) if carrier_tpl_ids else [tpl_id]
+        if carrier_tpl_ids:
+            tpl_ids = sorted(set(carrier_tpl_ids.values()))
+        else:
+            assert tpl_id is not None  # validated above whenever carrier_tpl_ids is None (never empty)
+            tpl_ids = [tpl_id]
         ledger = None if request.dry_run else SendLedger(self.store, self.log)
         previous = ledger.read_plan() if ledger else None
         guarded = self.max_fee is not None
@@ -228,11 +232,13 @@ class Campaign:
                 variables=variables,
                 batch_size=request.batch_size,
                 previous=previous,
-                previous_overrides=lambda: ledger.read_overrides(previous),
+                # called only with previous, which only a ledger gives
+                previous_overrides=lambda: ledger.read_overrides(previous) if ledger and previous else {},
                 group=self.hook.group_mobiles,
             )
         if request.dry_run:
             return Finished(self._dry_run(summary, plan, templates))
+        assert ledger is not None  # a dry run is the only run without one
         if plan.replayed:
             self.log.info("Replaying the plan of an earlier try: %d batch(es)", len(plan.batches))
         ledger.load(len(plan.batches), replayed=plan.replayed)
@@ -244,6 +250,7 @@ class Campaign:
                 summary.unknown_count,
             )
         if plan.replayed:
+            assert previous is not None  # a replayed plan is the earlier try's
             summary.estimated_fee = previous.get("estimated_fee")
             self._guard(pending, templates)
         else:  # a fresh plan: every batch is pending, so the plan's estimate is the guard's too

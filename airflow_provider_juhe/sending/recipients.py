@@ -531,8 +531,9 @@ class _RowReader:
             where = f"recipients: {location}, line {line}"
             try:
                 row = json.loads(text)
-            except ValueError as error:
-                raise RecipientsError(f"{where}: not valid JSON ({error.msg})") from None
+            except ValueError as error:  # also a plain ValueError: an integer of more than 4300 digits
+                reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+                raise RecipientsError(f"{where}: not valid JSON ({reason})") from None
             except RecursionError:
                 raise RecipientsError(f"{where}: JSON nested too deeply") from None
             if not isinstance(row, Mapping):
@@ -630,7 +631,9 @@ def _open_text(location: Any, field_name: str, encoding: str = "utf-8") -> Itera
         yield _lines(binary, location, field_name, encoding)
 
 
-def _lines(binary: IO[bytes], location: Any, field_name: str, encoding: str = "utf-8") -> Iterator[str]:
+def _lines(
+    binary: IO[bytes] | gzip.GzipFile, location: Any, field_name: str, encoding: str = "utf-8"
+) -> Iterator[str]:
     """
     Lines with their ends (CRLF, LF or a bare CR, as the csv module splits them; not the other
     separators ``str.splitlines`` knows, which a CSV field may hold), a leading BOM dropped.

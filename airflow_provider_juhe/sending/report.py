@@ -59,7 +59,7 @@ class SendSummary:
         self.invalid_count = len(self.invalid)
         self.invalid = self.invalid[:LIST_CAP]
 
-    def record_sent(self, batch: Batch, sid: str, fee: int) -> None:
+    def record_sent(self, batch: Batch, sid: str | None, fee: int) -> None:
         self.sent += len(batch.mobiles)
         self.fee += fee
         self.batches_count += 1
@@ -184,7 +184,7 @@ def report_rows(
                 yield number, "sent", batch.tpl_id, sid, share + (place < extra), "", ""
             continue
         status = "unknown" if state in MAY_HAVE_STARTED else "failed"
-        sid = outcome.sid if outcome else None
+        sid = (outcome.sid if outcome else None) or ""
         code = outcome.error_code if outcome else None
         reason = (
             outcome.reason

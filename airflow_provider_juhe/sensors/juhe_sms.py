@@ -117,4 +117,5 @@ class JuheTemplateApprovedSensor(BaseSensorOperator):
                 + ("rejected by Juhe's review" if verdict["status"] == "rejected" else "not on this account")
             )
         self.log.info("Templates %s approved", verdict["tpl_ids"])
-        return verdict["templates"]
+        templates: list[dict[str, Any]] = verdict["templates"]
+        return templates

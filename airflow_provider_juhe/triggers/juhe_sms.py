@@ -40,7 +40,7 @@ class JuheTemplateApprovedTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # untyped_calls_exclude misses super(): mypy#16653
         self.tpl_ids = [int(i) for i in tpl_ids]
         self.juhe_conn_id = juhe_conn_id
         self.poll_interval = polling.poll_interval(float(poll_interval), self.log.warning)

@@ -107,6 +107,11 @@ def test_gzipped_json_lines_with_numbers_and_blank_lines(tmp_path):
         ("phone,name\n13800000001,a\n", "c.csv", r"c\.csv has no 'mobile' column \(header: phone, name\)"),
         ('{"mobile": "13800000001"}\n[1, 2]\n', "c.jsonl", r"c\.jsonl, line 2: expected a JSON object"),
         ('{"mobile": "13800000001"}\n{"mobile": \n', "c.jsonl", r"c\.jsonl, line 2: not valid JSON"),
+        (
+            '{"mobile": "13800000001"}\n{"mobile": "13800000002", "amount": ' + "9" * 5000 + "}\n",
+            "c.jsonl",
+            r"c\.jsonl, line 2: not valid JSON \(Exceeds the limit",
+        ),
         ("mobile\n13800000001\n", "c.xlsx", r"expected a \.csv or \.jsonl file"),
         (b"mobile,name\n\xff\xfe\n", "c.csv", r"c\.csv, line 2: not UTF-8 text \(byte 0xff\)"),
     ],
