@@ -25,7 +25,8 @@ from airflow.providers.redis.hooks.redis import RedisHook
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from airflow_provider_juhe.alerting.store import Change, LockBusy, Record, StateUnavailable
+from airflow_provider_juhe.alerting.store import Change, LockBusy, Record
+from airflow_provider_juhe.variables import StateUnavailable
 
 T = TypeVar("T")
 

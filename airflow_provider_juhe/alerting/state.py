@@ -25,10 +25,10 @@ from airflow_provider_juhe.alerting.store import (
     Change,
     LockBusy,
     Record,
-    StateUnavailable,
     state_key,
     variable_key,
 )
+from airflow_provider_juhe.variables import StateUnavailable
 
 __all__ = [
     "LOCK_SUFFIX",
