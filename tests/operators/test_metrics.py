@@ -22,10 +22,18 @@ def _initialise_stats() -> None:
         from airflow.sdk.configuration import conf
         from airflow.sdk.observability import stats
         from airflow.sdk.observability.metrics import stats_utils
-    except ImportError:  # 3.0-3.2: airflow.stats builds its client on first use
+    except ImportError:  # before the task SDK's stats: airflow.stats picks its client's factory at import
+        from airflow.configuration import conf as core_conf
+        from airflow.metrics.base_stats_logger import NoStatsLogger
         from airflow.stats import Stats
 
-        Stats.instance = None
+        if core_conf.getboolean("metrics", "statsd_on"):
+            from airflow.metrics import statsd_logger
+
+            type(Stats).factory = statsd_logger.get_statsd_logger
+        else:
+            type(Stats).factory = NoStatsLogger
+        Stats.instance = None  # the client built on first use is kept on the class itself
         return
     stats.initialize(
         factory=stats_utils.get_stats_factory(),

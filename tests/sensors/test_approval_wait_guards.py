@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -43,10 +44,14 @@ def test_a_poll_interval_of_zero_polls_once_a_second(sandbox_conn, mode):
     """Before: poke_interval=0 made 2,345 myTemplates calls in 2 s."""
     tpl_id = sandbox_conn.add_template("验证码#code#", state=0)  # never reviewed: waits out its timeout
 
+    began = time.monotonic()
     result = run_dag(f"juhe_test_sensor_floor_{mode}", tpl_id=tpl_id)
+    took = time.monotonic() - began
 
     assert result.state == "failed"  # the sensor's timeout
-    assert template_reads(sandbox_conn) <= 4  # a look at 0, 1, 2 s (and the deferrable pre-check)
+    # At most one look a second, plus the first look (and the deferrable pre-check): how long the
+    # timeout takes to end the wait differs between Airflow versions' reschedule handling.
+    assert template_reads(sandbox_conn) <= took + 2
 
 
 def test_the_floor_is_a_warning_and_one_second():
