@@ -111,7 +111,7 @@ def _decode(raw: Any) -> Record | None:
         return None
     try:
         record = json.loads(raw)
-    except ValueError:  # damaged by hand: as if missing, so that it can never silence paging
+    except (ValueError, RecursionError):  # damaged (or nested too deep): as if missing, never silencing
         return None
     return record if isinstance(record, dict) else None
 

@@ -345,6 +345,19 @@ def test_redis_killed_mid_storm_every_later_notification_pages(sandbox_conn, red
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("garbage", [b"[" * 100_000, b"\xff\xfe", b"[1, 2]", b'{"claim": 1e999}'])
+def test_garbage_under_the_redis_keys_never_silences_the_page(sandbox_conn, redis_state, garbage):
+    """Before: a value nested too deep for ``json.loads`` (RecursionError) escaped the store: 0 SMS."""
+    tpl_id = _template(sandbox_conn)
+    redis_state.client().set(state.state_key("alert", "etl"), garbage)
+    redis_state.client().set(state.state_key("caps", str(tpl_id)), garbage)
+
+    JuheSmsNotifier(**_alert(tpl_id, max_per_number={"minute": 1}))({"dag": None})
+
+    assert len(sandbox_conn.messages()) == 1
+
+
+@pytest.mark.redis
 def test_an_unreachable_redis_pages_with_an_error(sandbox_conn, monkeypatch, capfd):
     from tests.redis_server import free_port
 
