@@ -358,6 +358,34 @@ def test_garbage_under_the_redis_keys_never_silences_the_page(sandbox_conn, redi
 
 
 @pytest.mark.redis
+def test_a_slow_redis_is_bounded_by_the_notifications_time(sandbox_conn, redis_server, monkeypatch):
+    """
+    A Redis whose every reply takes just under the call timeout (each call succeeds, slowly). Before:
+    the updates were bounded per call only, so the page went out after 17 s (2 s timeout, 1.9 s replies)
+    and a task callback is killed at 20 s. Run at a quarter of the real times.
+    """
+    from airflow_provider_juhe.alerting import redis_store
+    from tests.redis_server import SlowProxy
+
+    monkeypatch.setattr(redis_store, "SOCKET_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(notifier_module, "STATE_SECONDS", 2.5)
+    monkeypatch.setattr(notifier_module, "FINISH_SECONDS", 3.5)
+    proxy = SlowProxy(redis_server.port, delay=0.47)
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_ALERT_STATE", proxy.connection_json())
+    tpl_id = _template(sandbox_conn)
+    alert = JuheSmsNotifier(**_alert(tpl_id, state_conn_id="juhe_alert_state", max_per_number={"minute": 1}))
+    try:
+        began = time.monotonic()
+        alert({"dag": None})
+        took = time.monotonic() - began
+    finally:
+        proxy.stop()
+
+    assert len(sandbox_conn.messages()) == 1
+    assert took < 15 / 4, took
+
+
+@pytest.mark.redis
 def test_an_unreachable_redis_pages_with_an_error(sandbox_conn, monkeypatch, capfd):
     from tests.redis_server import free_port
 
