@@ -11,6 +11,7 @@ import asyncio
 import json
 import multiprocessing
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -107,6 +108,32 @@ def test_one_grouped_notification_pages_within_15_s_at_any_variable_latency(
         assert "Alert 'etl': grouping skipped" not in logged
     else:
         assert "Alert 'etl': grouping skipped, paging anyway" in logged
+
+
+@pytest.mark.real_locks
+def test_a_variable_call_that_never_answers_still_pages_within_15_s(sandbox_conn, monkeypatch):
+    """
+    Before: a Variable call had no bound of its own, so one that hung (an API server or metadata DB
+    that stops answering) held the page as long as it hung: 20 s here, and a task callback is killed
+    at 20 s with 0 SMS.
+    """
+    tpl_id = _template(sandbox_conn)
+    released = threading.Event()
+
+    def hangs(*args, **kwargs):
+        released.wait(20)
+        raise variables.StateUnavailable("the Variable channel never answered")
+
+    monkeypatch.setattr(variables, "write", hangs)
+    try:
+        began = time.monotonic()
+        JuheSmsNotifier(**_alert(tpl_id, max_per_number={"minute": 1}))({"dag": None})
+        took = time.monotonic() - began
+    finally:
+        released.set()
+
+    assert len(sandbox_conn.messages()) == 1
+    assert took < 15, took
 
 
 @pytest.mark.real_locks
