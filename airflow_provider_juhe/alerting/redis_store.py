@@ -80,15 +80,22 @@ class RedisStore:
             raise self._unavailable(error) from None
 
     def update(self, key: str, change: Change[T], *, ttl: float, deadline: float, description: str) -> T:
+        def in_time() -> None:  # a Redis that answers slowly (each call within its timeout) is bounded too
+            if time.monotonic() > deadline:
+                raise LockBusy(f"{self.name}: {key} could not be changed by the time bound (slow replies)")
+
         try:
             with self.client.pipeline(transaction=True) as pipe:
                 while True:
                     try:
+                        in_time()
                         pipe.watch(key)  # type: ignore[no-untyped-call]
+                        in_time()
                         changed, result = change(_decode(pipe.get(key)))
                         if changed is None:
                             pipe.unwatch()
                             return result
+                        in_time()
                         pipe.multi()
                         pipe.set(key, _encode(changed), px=_ms(ttl))
                         pipe.execute()
@@ -112,7 +119,7 @@ def _decode(raw: Any) -> Record | None:
         return None
     try:
         record = json.loads(raw)
-    except ValueError:  # damaged by hand: as if missing, so that it can never silence paging
+    except (ValueError, RecursionError):  # damaged (or nested too deep): as if missing, never silencing
         return None
     return record if isinstance(record, dict) else None
 

@@ -56,9 +56,9 @@ def open_store(conn_id: str | None = None) -> AlertStore:
     if conn_id is None:
         conn_id = config.get_str("alert_state_conn_id")
     if not conn_id:
-        from airflow_provider_juhe.alerting.variable_store import VariableStore
+        from airflow_provider_juhe.alerting.variable_store import ALERT_CALL_SECONDS, VariableStore
 
-        return VariableStore()
+        return VariableStore(call_seconds=ALERT_CALL_SECONDS)
     try:
         from airflow_provider_juhe.alerting.redis_store import RedisStore
     except ImportError as error:

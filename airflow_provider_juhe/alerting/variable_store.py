@@ -57,6 +57,9 @@ MIN_LEASE_SECONDS = 2.0
 CLOCK_SKEW_SECONDS = 2.0
 #: The longest wait between two looks at a lock others hold, beyond the holder's expected end (seconds).
 MAX_POLL_SECONDS = 0.25
+#: The longest one Variable call of the alert state may take (seconds): a channel that does not answer
+#: (an API server or metadata DB that hangs) must not hold the page past a task callback's time.
+ALERT_CALL_SECONDS = 3.0
 
 clock = time.time  # wall clock: leases are compared across processes and machines
 
@@ -120,17 +123,46 @@ class VariableStore:
 
     name = "Airflow Variables"
 
-    def __init__(self, latency: Latency | None = None) -> None:
+    def __init__(self, latency: Latency | None = None, *, call_seconds: float | None = None) -> None:
+        """
+        :param call_seconds: the longest one Variable call may take; past it the call is left behind
+            on its thread and this store raises ``StateUnavailable`` for it and every later call.
+            None: calls are not bounded.
+        """
         self.latency = latency or LATENCY
+        self.call_seconds = call_seconds
+        self._stuck = False
 
     # -- the Variable calls, timed -----------------------------------------------------------------
 
     def _timed(self, call: Callable[[], T]) -> T:
         began = time.monotonic()
         try:
-            return call()
+            return call() if self.call_seconds is None else self._bounded(call, self.call_seconds)
         finally:
             self.latency.record(time.monotonic() - began)
+
+    def _bounded(self, call: Callable[[], T], seconds: float) -> T:
+        if self._stuck:
+            raise variables.StateUnavailable(f"an earlier Variable call did not answer within {seconds:g} s")
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as error:
+                outcome.append((False, error))
+
+        worker = threading.Thread(target=run, name="juhe-alert-state-call", daemon=True)
+        worker.start()
+        worker.join(seconds)
+        if not outcome:
+            self._stuck = True  # later calls would queue behind it on the same channel
+            raise variables.StateUnavailable(f"a Variable call did not answer within {seconds:g} s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def _get(self, key: str) -> Record | None:
         return self._timed(lambda: variables.read(key))

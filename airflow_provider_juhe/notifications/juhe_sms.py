@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import time
@@ -411,10 +412,11 @@ class JuheSmsNotifier(BaseNotifier):
             admission, now = self._update_caps(store, admit, budget.state)
         except state.TROUBLE as error:
             # A number whose cap is surely full (read without the lock) is not paged again; the rest are.
-            try:
-                seen = policy.admit(store.read(self._caps_key), numbers, clock(), limits, self._secret)
-            except state.TROUBLE:
-                seen = policy.Admission(every, [], {})
+            # Past the state's time bound nothing more is read: the page must not wait for a slow store.
+            seen = policy.Admission(every, [], {})
+            if time.monotonic() < budget.state:
+                with contextlib.suppress(*state.TROUBLE):
+                    seen = policy.admit(store.read(self._caps_key), numbers, clock(), limits, self._secret)
             if seen.refused:
                 metrics.incr("alert.capped", len(seen.refused))
                 self.log.warning(

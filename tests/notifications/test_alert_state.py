@@ -11,6 +11,7 @@ import asyncio
 import json
 import multiprocessing
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from airflow_provider_juhe import metrics, variables
 from airflow_provider_juhe.alerting import state
 from airflow_provider_juhe.alerting.reset import reset_alert
 from airflow_provider_juhe.alerting.variable_store import VariableStore
+from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.notifications import juhe_sms as notifier_module
 from airflow_provider_juhe.notifications.juhe_sms import JuheSmsNotifier
 
@@ -107,6 +109,32 @@ def test_one_grouped_notification_pages_within_15_s_at_any_variable_latency(
         assert "Alert 'etl': grouping skipped" not in logged
     else:
         assert "Alert 'etl': grouping skipped, paging anyway" in logged
+
+
+@pytest.mark.real_locks
+def test_a_variable_call_that_never_answers_still_pages_within_15_s(sandbox_conn, monkeypatch):
+    """
+    Before: a Variable call had no bound of its own, so one that hung (an API server or metadata DB
+    that stops answering) held the page as long as it hung: 20 s here, and a task callback is killed
+    at 20 s with 0 SMS.
+    """
+    tpl_id = _template(sandbox_conn)
+    released = threading.Event()
+
+    def hangs(*args, **kwargs):
+        released.wait(20)
+        raise variables.StateUnavailable("the Variable channel never answered")
+
+    monkeypatch.setattr(variables, "write", hangs)
+    try:
+        began = time.monotonic()
+        JuheSmsNotifier(**_alert(tpl_id, max_per_number={"minute": 1}))({"dag": None})
+        took = time.monotonic() - began
+    finally:
+        released.set()
+
+    assert len(sandbox_conn.messages()) == 1
+    assert took < 15, took
 
 
 @pytest.mark.real_locks
@@ -342,6 +370,54 @@ def test_redis_killed_mid_storm_every_later_notification_pages(sandbox_conn, red
     assert len(sandbox_conn.messages()) == 1 + 5
     assert capfd.readouterr().out.count(f"Alert 'etl': grouping {SKIPPED}") == 5
     assert took < 15
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("garbage", [b"[" * 100_000, b"\xff\xfe", b"[1, 2]", b'{"claim": 1e999}'])
+def test_garbage_under_the_redis_keys_never_silences_the_page(sandbox_conn, redis_state, garbage):
+    """Before: a value nested too deep for ``json.loads`` (RecursionError) escaped the store: 0 SMS."""
+    tpl_id = _template(sandbox_conn)
+    redis_state.client().set(state.state_key("alert", "etl"), garbage)
+    redis_state.client().set(state.state_key("caps", str(tpl_id)), garbage)
+
+    JuheSmsNotifier(**_alert(tpl_id, max_per_number={"minute": 1}))({"dag": None})
+
+    assert len(sandbox_conn.messages()) == 1
+
+
+@pytest.mark.redis
+def test_a_slow_redis_is_bounded_by_the_notifications_time(sandbox_conn, redis_server, monkeypatch):
+    """
+    A Redis whose every reply takes just under the call timeout (each call succeeds, slowly). Before:
+    the updates were bounded per call only, so the page went out after 17 s (2 s timeout, 1.9 s replies)
+    and a task callback is killed at 20 s. Run at a quarter of the real times.
+    """
+    from airflow_provider_juhe.alerting import redis_store
+    from tests.redis_server import SlowProxy
+
+    monkeypatch.setattr(redis_store, "SOCKET_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(notifier_module, "STATE_SECONDS", 2.5)
+    monkeypatch.setattr(notifier_module, "FINISH_SECONDS", 3.5)
+    proxy = SlowProxy(redis_server.port, delay=0.47)
+    monkeypatch.setenv("AIRFLOW_CONN_JUHE_ALERT_STATE", proxy.connection_json())
+    tpl_id = _template(sandbox_conn)
+    alert = JuheSmsNotifier(**_alert(tpl_id, state_conn_id="juhe_alert_state", max_per_number={"minute": 1}))
+    sent_at: list[float] = []
+    send_sms = JuheSmsHook.send_sms
+    monkeypatch.setattr(
+        JuheSmsHook,
+        "send_sms",
+        lambda self, *a, **k: sent_at.append(time.monotonic()) or send_sms(self, *a, **k),
+    )
+    try:
+        began = time.monotonic()
+        alert({"dag": None})
+    finally:
+        proxy.stop()
+
+    assert len(sandbox_conn.messages()) == 1
+    # The page starts ~3.3 s in (the state's 2.5 s bound, one reply, connection handshakes); before: 4.3 s.
+    assert sent_at[0] - began < 3.8, sent_at[0] - began
 
 
 @pytest.mark.redis
