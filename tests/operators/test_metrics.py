@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 
 def _initialise_stats() -> None:
     """Build Airflow's stats client from the configuration now, as a task's process does when it starts."""
-    try:  # Airflow 3.3: the task SDK's stats module, initialised by the task runner
+    try:  # Airflow 3.2+: the task SDK's stats module, initialised by the task runner
         from airflow.sdk.configuration import conf
         from airflow.sdk.observability import stats
         from airflow.sdk.observability.metrics import stats_utils
@@ -34,6 +34,9 @@ def _initialise_stats() -> None:
         else:
             type(Stats).factory = NoStatsLogger
         Stats.instance = None  # the client built on first use is kept on the class itself
+        return
+    if not hasattr(stats, "initialize"):  # 3.2: the client lives on the Stats class itself
+        stats.Stats.initialize(factory=stats_utils.get_stats_factory(stats.Stats))
         return
     stats.initialize(
         factory=stats_utils.get_stats_factory(),
