@@ -153,8 +153,8 @@ def stats_client() -> Any:
     """
     Airflow's stats client (StatsD, OpenTelemetry or none, as the deployment configured it).
 
-    3.3 moved it into the task SDK (``airflow.sdk.observability.stats``) and left a deprecated shim
-    at ``airflow.stats``, its home on 3.0-3.2.
+    3.2 moved it into the task SDK (``airflow.sdk.observability.stats``) and left a deprecated shim
+    at ``airflow.stats``, its home on 3.0-3.1.
     """
     try:
         from airflow.sdk.observability.stats import Stats
