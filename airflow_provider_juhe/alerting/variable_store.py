@@ -69,27 +69,41 @@ clock = time.time  # wall clock: leases are compared across processes and machin
 class Latency:
     """
     The typical time of this process's recent Variable calls (the median of the last few, within the
-    last minute): what the lock's times are made of. The median, not the slowest: one cold or stalled
-    call must not make every later update look impossible (a racer whose own call is slow only fails
-    its own gate, and tries again).
+    last minute): what the lock's times are made of. The median, not the slowest: one stalled call
+    must not make every later update look impossible (a racer whose own call is slow only fails its
+    own gate, and tries again). A process's first call is left out: it opens the connection and
+    warms caches, and in a storm of freshly started callbacks it can take seconds that no later
+    call takes.
     """
 
     def __init__(self, window: int = 8, horizon: float = 60.0) -> None:
         self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
         self._horizon = horizon
         self._lock = threading.Lock()
+        self._warm = False
 
     def record(self, seconds: float) -> None:
         with self._lock:
-            self._recent.append((time.monotonic(), seconds))
+            if self._warm:
+                self._recent.append((time.monotonic(), seconds))
+            self._warm = True
+
+    def _samples(self) -> list[float]:
+        since = time.monotonic() - self._horizon
+        with self._lock:
+            return [took for at, took in self._recent if at >= since]
 
     @property
     def typical(self) -> float:
-        """Seconds; 0 before any call."""
-        since = time.monotonic() - self._horizon
-        with self._lock:
-            recent = [took for at, took in self._recent if at >= since]
+        """Seconds; 0 before any warm call."""
+        recent = self._samples()
         return statistics.median(recent) if recent else 0.0
+
+    @property
+    def fastest(self) -> float:
+        """The fastest recent call (seconds; 0 before any warm call): what an uncontended call costs."""
+        recent = self._samples()
+        return min(recent) if recent else 0.0
 
     @property
     def gate(self) -> float:
@@ -114,6 +128,18 @@ class Latency:
     def entry(self) -> float:
         """How long an uncontended update takes: six calls and a settle."""
         return 6 * self.typical + self.settle
+
+    def attempt(self) -> float:
+        """How long one try at a free lock takes from here: a token write, the settle, a read."""
+        return 2 * self.typical + self.settle
+
+    def least_entry(self) -> float:
+        """
+        The shortest an update can take: six calls and a settle at the fastest recent call. While a
+        storm's racers write their tokens the typical call is slow, and fast again once they wait;
+        only a DB slow on every call makes an update impossible.
+        """
+        return 6 * self.fastest + SETTLE_FACTOR * max(MIN_GATE_SECONDS, GATE_CALLS * self.fastest)
 
 
 #: This process's Variable latency, shared by every store instance.
@@ -233,7 +259,7 @@ class VariableStore:
             if time.monotonic() - began > gate / 2:
                 pause()  # a slow read: its write would likely come too late
                 continue
-            self._check_time(lock, deadline, began, held)
+            self._check_time(lock, deadline, time.monotonic(), held, self.latency.attempt())
             token = uuid.uuid4().hex
             leased = (
                 time.monotonic()
@@ -252,14 +278,24 @@ class VariableStore:
 
         return still_held
 
-    def _check_time(self, lock: str, deadline: float, now: float, held: bool) -> None:
+    def _check_time(self, lock: str, deadline: float, now: float, held: bool, step: float = 0.0) -> None:
+        """
+        :raises LockBusy: the deadline passed, an update cannot finish by it even at the fastest
+            recent call, or the next ``step`` (seconds at the typical call) would end past it.
+        """
         left = deadline - now
         if left <= 0:
             raise LockBusy(f"{lock} stayed locked until the notification's time bound", held=held)
-        if self.latency.entry() > left:
+        if self.latency.least_entry() > left:
             raise LockBusy(
-                f"Variable calls take ~{self.latency.typical:.2f} s: an update would need "
-                f"~{self.latency.entry():.1f} s, {left:.1f} s are left",
+                f"Variable calls take at least ~{self.latency.fastest:.2f} s: an update would need "
+                f"~{self.latency.least_entry():.1f} s, {left:.1f} s are left",
+                held=held,
+            )
+        if step > left:
+            raise LockBusy(
+                f"Variable calls take ~{self.latency.typical:.2f} s: a try at {lock} would need "
+                f"~{step:.1f} s, {left:.1f} s are left",
                 held=held,
             )
 
