@@ -117,3 +117,15 @@ def unfilled_variables(content: str, tpl_value: Mapping[str, object] | str | Non
     """The ``#name#`` variables of a template's text that ``tpl_value`` leaves without a value."""
     given = tpl_value if isinstance(tpl_value, Mapping) else decode_tpl_value(tpl_value)
     return sorted(template_variables(content) - {variable_name(key) for key in given})
+
+
+def unfilled_message(tpl_id: int | str, unfilled: list[str], refused: str) -> str:
+    """
+    What to say when ``tpl_value`` leaves template variables unfilled.
+
+    :param refused: what Juhe would refuse, e.g. ``"every call"``.
+    """
+    return (
+        f"tpl_value: template {tpl_id} uses {', '.join(unfilled)}, which tpl_value leaves "
+        f"unfilled: Juhe would refuse {refused} (228802)"
+    )

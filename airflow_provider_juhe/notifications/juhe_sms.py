@@ -21,7 +21,7 @@ from airflow_provider_juhe.alerting import policy, state
 from airflow_provider_juhe.exceptions import CallOutcome, JuheInputError, input_checks
 from airflow_provider_juhe.hooks.juhe_sms import JuheSmsHook
 from airflow_provider_juhe.mobiles import mask_sample, parse_recipients
-from airflow_provider_juhe.sms_content import unfilled_variables
+from airflow_provider_juhe.sms_content import unfilled_message, unfilled_variables
 
 if TYPE_CHECKING:
     import jinja2
@@ -256,10 +256,7 @@ class JuheSmsNotifier(BaseNotifier):
         with input_checks():
             unfilled = unfilled_variables(template["content"], rendered)
         if unfilled:
-            raise JuheInputError(
-                f"tpl_value: template {self.tpl_id} uses {', '.join(unfilled)}, which tpl_value leaves "
-                "unfilled: Juhe would refuse the page (228802); nothing sent"
-            )
+            raise JuheInputError(unfilled_message(self.tpl_id, unfilled, "the page") + "; nothing sent")
 
     # -- the alert state ------------------------------------------------------------------------------
 

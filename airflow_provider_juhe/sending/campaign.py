@@ -46,6 +46,7 @@ from airflow_provider_juhe.sms_content import (
     encode_tpl_value,
     message_parts,
     template_variables,
+    unfilled_message,
     unfilled_variables,
 )
 
@@ -380,10 +381,7 @@ class Campaign:
             with input_checks():
                 unfilled = unfilled_variables(template["content"], self.request.tpl_value)
             if unfilled:
-                raise JuheInputError(
-                    f"tpl_value: template {tpl_id} uses {', '.join(unfilled)}, which tpl_value leaves "
-                    "unfilled: Juhe would refuse every call (228802)"
-                )
+                raise JuheInputError(unfilled_message(tpl_id, unfilled, "every call"))
 
     def _variables(self, templates: Templates | None, tpl_ids: list[int]) -> dict[str, list[str]] | None:
         """The variables each template's text uses, for the rows' check; ``None`` when not known."""
