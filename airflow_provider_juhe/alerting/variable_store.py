@@ -88,22 +88,13 @@ class Latency:
                 self._recent.append((time.monotonic(), seconds))
             self._warm = True
 
-    def _samples(self) -> list[float]:
-        since = time.monotonic() - self._horizon
-        with self._lock:
-            return [took for at, took in self._recent if at >= since]
-
     @property
     def typical(self) -> float:
-        """Seconds; 0 before any warm call."""
-        recent = self._samples()
+        """Seconds; 0 before any call but the first."""
+        since = time.monotonic() - self._horizon
+        with self._lock:
+            recent = [took for at, took in self._recent if at >= since]
         return statistics.median(recent) if recent else 0.0
-
-    @property
-    def fastest(self) -> float:
-        """The fastest recent call (seconds; 0 before any warm call): what an uncontended call costs."""
-        recent = self._samples()
-        return min(recent) if recent else 0.0
 
     @property
     def gate(self) -> float:
@@ -128,18 +119,6 @@ class Latency:
     def entry(self) -> float:
         """How long an uncontended update takes: six calls and a settle."""
         return 6 * self.typical + self.settle
-
-    def attempt(self) -> float:
-        """How long one try at a free lock takes from here: a token write, the settle, a read."""
-        return 2 * self.typical + self.settle
-
-    def least_entry(self) -> float:
-        """
-        The shortest an update can take: six calls and a settle at the fastest recent call. While a
-        storm's racers write their tokens the typical call is slow, and fast again once they wait;
-        only a DB slow on every call makes an update impossible.
-        """
-        return 6 * self.fastest + SETTLE_FACTOR * max(MIN_GATE_SECONDS, GATE_CALLS * self.fastest)
 
 
 #: This process's Variable latency, shared by every store instance.
@@ -243,7 +222,7 @@ class VariableStore:
 
         :raises LockBusy: the deadline passed, or an update could not finish by it at this latency.
         """
-        pause = _Backoff(self.latency)
+        pause = _Backoff(self.latency, deadline)
         held = False
         while True:
             began = time.monotonic()
@@ -259,7 +238,7 @@ class VariableStore:
             if time.monotonic() - began > gate / 2:
                 pause()  # a slow read: its write would likely come too late
                 continue
-            self._check_time(lock, deadline, time.monotonic(), held, self.latency.attempt())
+            self._check_time(lock, deadline, time.monotonic(), held)
             token = uuid.uuid4().hex
             leased = (
                 time.monotonic()
@@ -278,24 +257,14 @@ class VariableStore:
 
         return still_held
 
-    def _check_time(self, lock: str, deadline: float, now: float, held: bool, step: float = 0.0) -> None:
-        """
-        :raises LockBusy: the deadline passed, an update cannot finish by it even at the fastest
-            recent call, or the next ``step`` (seconds at the typical call) would end past it.
-        """
+    def _check_time(self, lock: str, deadline: float, now: float, held: bool) -> None:
         left = deadline - now
         if left <= 0:
             raise LockBusy(f"{lock} stayed locked until the notification's time bound", held=held)
-        if self.latency.least_entry() > left:
+        if self.latency.entry() > left:
             raise LockBusy(
-                f"Variable calls take at least ~{self.latency.fastest:.2f} s: an update would need "
-                f"~{self.latency.least_entry():.1f} s, {left:.1f} s are left",
-                held=held,
-            )
-        if step > left:
-            raise LockBusy(
-                f"Variable calls take ~{self.latency.typical:.2f} s: a try at {lock} would need "
-                f"~{step:.1f} s, {left:.1f} s are left",
+                f"Variable calls take ~{self.latency.typical:.2f} s: an update would need "
+                f"~{self.latency.entry():.1f} s, {left:.1f} s are left",
                 held=held,
             )
 
@@ -314,18 +283,19 @@ class VariableStore:
 class _Backoff:
     """
     Waits between looks at a busy lock, growing to a few calls' worth: under a storm, polling faster
-    only slows every process's calls, and slow calls keep everyone out of the lock.
+    only slows every process's calls, and slow calls keep everyone out of the lock. Never past the
+    deadline (monotonic): a waiter then gives up on time.
     """
 
-    def __init__(self, latency: Latency) -> None:
+    def __init__(self, latency: Latency, deadline: float) -> None:
         self.latency = latency
+        self.deadline = deadline
         self.longest = 0.02
 
     def __call__(self, at_least: float = 0.0) -> None:
         ceiling = max(MAX_POLL_SECONDS, self.latency.entry())
-        time.sleep(
-            min(max(at_least, 0.0), self.latency.lease) + random.uniform(self.longest / 2, self.longest)
-        )
+        wait = min(max(at_least, 0.0), self.latency.lease) + random.uniform(self.longest / 2, self.longest)
+        time.sleep(max(0.0, min(wait, self.deadline - time.monotonic())))
         self.longest = min(self.longest * 2, ceiling)
 
 
