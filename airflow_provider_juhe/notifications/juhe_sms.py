@@ -209,7 +209,11 @@ class JuheSmsNotifier(BaseNotifier):
         allowed, admitted_at = self._admit(store, recipients.valid, budget)
         if not allowed:  # every number is at its cap: the episode's SMS did not go out
             if claimed:
-                self._update_after_send(store, budget, lambda r: (policy.give_back(r, token, True), None))
+                # Counted once: by each number's cap record when it was written, else by the episode.
+                uncounted = admitted_at is None
+                self._update_after_send(
+                    store, budget, lambda r: (policy.give_back(r, token, uncounted), None)
+                )
             return
         unpaged, error = self._send(context, allowed, held_back)
         if len(unpaged) < len(allowed):

@@ -286,8 +286,9 @@ class Campaign:
         stopped_by = dispatcher.stop_outcome
         if dispatcher.writes:  # a slow task state store slows every send: say what it cost
             self.log.info(
-                "Ledger: %d write(s) to the task state store, %.0f ms each on average",
+                "Ledger: %d write(s) to %s, %.0f ms each on average",
                 dispatcher.writes,
+                getattr(self.store, "where", "the task state store"),
                 1000 * dispatcher.write_seconds / dispatcher.writes,
             )
         if not_started and stopped_by is None and window is not None:  # the window closed mid-send

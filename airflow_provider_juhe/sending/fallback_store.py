@@ -110,6 +110,9 @@ class VariableLedgerStore:
         reads ``[juhe] ledger_retention_days``.
     """
 
+    #: Where the ledger lives, as the task's log names it.
+    where = f"Airflow Variables ({PREFIX}*)"
+
     def __init__(
         self,
         identity: str,

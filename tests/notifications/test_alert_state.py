@@ -223,6 +223,29 @@ def test_the_latency_leaves_out_a_process_first_call():
     assert latency.typical == 0.03
 
 
+def test_a_page_held_back_by_the_cap_is_counted_once_in_the_next(sandbox_conn, monkeypatch):
+    """
+    Before: a grouped page that the per-number cap held back was counted twice, in its episode and in
+    the number's cap record: 3 capped pages, then "另有6条" where 3 were held back.
+    """
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(notifier_module, "clock", lambda: now[0])
+    tpl_id = _template(sandbox_conn)
+    caps = {"max_per_number": {"minute": 1}}
+
+    JuheSmsNotifier(**_alert(tpl_id, group_key="nightly_load", **caps))({"dag": None})
+    for _ in range(3):  # another DAG's alerts, to the same number within the minute: capped
+        now[0] += 5
+        JuheSmsNotifier(**_alert(tpl_id, group_key="first_alert", **caps))({"dag": None})
+    assert len(sandbox_conn.messages()) == 1
+    now[0] += 61
+    JuheSmsNotifier(**_alert(tpl_id, group_key="first_alert", **caps))({"dag": None})
+
+    texts = [message["text"] for message in sandbox_conn.messages()]
+    assert len(texts) == 2
+    assert "另有3条已合并" in texts[1], texts[1]
+
+
 # -- Time is read after the locks ------------------------------------------------------------------------
 
 

@@ -39,6 +39,21 @@ def test_a_send_finishes_and_a_second_run_sends_nothing_again(sandbox_conn, capl
     # each of the 3 calls announced, then settled: at least two writes, at most one per change
     (cost,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ledger:")]
     assert 2 <= int(cost.split()[1]) <= 6, cost
+    assert "to the task state store" in cost
+
+
+def test_the_ledger_cost_line_names_where_the_ledger_lives(sandbox_conn, caplog):
+    """Below 3.3 the ledger is in Variables: the log line said "the task state store" there too."""
+    tpl_id = sandbox_conn.add_template("您好")
+
+    class VariablesLike(InMemoryStateStore):
+        where = "Airflow Variables (juhe_sms_ledger_*)"
+
+    with caplog.at_level(logging.INFO, logger=log.name):
+        run(SendRequest(mobiles=NUMBERS[:2], tpl_id=tpl_id), VariablesLike())
+
+    (cost,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ledger:")]
+    assert "write(s) to Airflow Variables (juhe_sms_ledger_*)" in cost
 
 
 def test_a_closed_window_answers_when_to_come_back(sandbox_conn):
