@@ -240,9 +240,8 @@ class VariableStore:
                 continue
             self._check_time(lock, deadline, time.monotonic(), held)
             token = uuid.uuid4().hex
-            leased = (
-                time.monotonic()
-            )  # the lease runs from before its write: the holder's view is the safe one
+            # The lease runs from before its write: the holder's view is the safe one.
+            leased = time.monotonic()
             self._set(lock, {"token": token, "until": clock() + length}, f"{description} (lock)")
             if time.monotonic() - began > gate:
                 continue  # too slow to be sure no racer entered meanwhile: the lease lapses instead

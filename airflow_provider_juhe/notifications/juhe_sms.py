@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #: Seconds since the epoch; shared by every process that pages, so intervals hold across them.
 clock = time.time
 Record = dict[str, Any]
+#: A change to one record of the alert state: the record to write, and what the caller gets back.
+RecordChange = Callable[[Record | None], tuple[Record, Any]]
 #: Added to the longest a send can take: a claim older than that belongs to a process that died.
 CLAIM_MARGIN_SECONDS = 5.0
 #: From its start, a notification decides on the state within this, or pages without it (seconds).
@@ -212,7 +214,10 @@ class JuheSmsNotifier(BaseNotifier):
                 # Counted once: by each number's cap record when it was written, else by the episode.
                 uncounted = admitted_at is None
                 self._update_after_send(
-                    store, budget, lambda r: (policy.give_back(r, token, uncounted), None)
+                    self._update_episode,
+                    store,
+                    budget,
+                    lambda r: (policy.give_back(r, token, uncounted), None),
                 )
             return
         unpaged, error = self._send(context, allowed, held_back)
@@ -221,17 +226,19 @@ class JuheSmsNotifier(BaseNotifier):
         if claimed:
             if unpaged and len(unpaged) == len(allowed):
                 # A page that did not go out must not hold back the next one: a duplicate beats a silence.
-                self._update_after_send(store, budget, lambda r: (policy.give_back(r, token, False), None))
+                self._update_after_send(
+                    self._update_episode, store, budget, lambda r: (policy.give_back(r, token, False), None)
+                )
             else:
                 self._confirm(store, token, budget)
         if error is None:
             return
         if self.max_per_number and unpaged and admitted_at is not None:
             self._update_after_send(
+                self._update_caps,
                 store,
                 budget,
                 lambda r: (policy.release(r, unpaged, admitted_at, allowed, self._secret), None),
-                caps=True,
             )
         raise error
 
@@ -474,9 +481,7 @@ class JuheSmsNotifier(BaseNotifier):
             self.log.info("Juhe SMS notification sent: sid %s to %d number(s)", sent["sid"], sent["count"])
         return unpaged, error
 
-    def _update_episode(
-        self, store: AlertStore, change: Callable[[Record | None], tuple[Record, Any]], deadline: float
-    ) -> Any:
+    def _update_episode(self, store: AlertStore, change: RecordChange, deadline: float) -> Any:
         """Apply ``change`` to the episode's record atomically; return its result."""
 
         def apply(record: Record | None) -> tuple[Record, Any]:
@@ -491,9 +496,7 @@ class JuheSmsNotifier(BaseNotifier):
             description=f"juhe_sms alert episode {self.group_key!r}",
         )
 
-    def _update_caps(
-        self, store: AlertStore, change: Callable[[Record | None], tuple[Record, Any]], deadline: float
-    ) -> Any:
+    def _update_caps(self, store: AlertStore, change: RecordChange, deadline: float) -> Any:
         """Apply ``change`` to the template's caps record atomically; return its result."""
         return store.update(
             self._caps_key,
@@ -505,19 +508,19 @@ class JuheSmsNotifier(BaseNotifier):
 
     def _update_after_send(
         self,
+        update: Callable[[AlertStore, RecordChange, float], Any],
         store: AlertStore | None,
         budget: _Budget,
-        change: Callable[[Record | None], tuple[Record, Any]],
-        caps: bool = False,
+        change: RecordChange,
     ) -> None:
-        """Give back a claim or a cap slot of a page that did not go out; on trouble it expires instead."""
+        """
+        Give back a claim (``update`` is :meth:`_update_episode`) or a cap slot (:meth:`_update_caps`)
+        of a page that did not go out; on trouble it expires instead.
+        """
         if store is None:
             return
         try:
-            if caps:
-                self._update_caps(store, change, budget.finish)
-            else:
-                self._update_episode(store, change, budget.finish)
+            update(store, change, budget.finish)
         except state.TROUBLE as error:
             self.log.warning(
                 "Alert %r: could not record that its SMS did not go out (%s)", self.group_key, error
